@@ -1,0 +1,418 @@
+"""Read a `.dlm` file: frontmatter, body sections and training rows, with lines.
+
+The body is split by fence lines (`::instruction::`, `::preference::`,
+`::prose::`, each optionally tagged `#adapter_name`) that stand alone on a
+line outside a ``` code block. Text outside any fence is prose. Every row keeps
+the line it starts on, so that errors and the generated script can point at it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from dlm_gen import yamlsrc
+from dlm_gen.errors import DlmError, Problem
+from dlm_gen.schema import PER_ADAPTER_FIELDS, AdapterSettings, Frontmatter, TrainingConfig
+
+# Documents are training corpora written by hand; 16 MiB is far beyond that and
+# keeps a stray binary or a generated dump from being rendered into a script.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+SECTION_KINDS = ("prose", "instruction", "preference")
+_FENCE_LIKE = re.compile(r"^::.*::$")
+_FENCE = re.compile(r"^::(?P<kind>[a-z]+)(?:#(?P<name>[a-z][a-z0-9_]{0,31}))?::$")
+_CODE_FENCE = re.compile(r"^(```|~~~)")
+_HEADINGS = {
+    "instruction": ("### Q", "### A"),
+    "preference": ("### Prompt", "### Chosen", "### Rejected"),
+}
+
+
+@dataclass(frozen=True)
+class TextRow:
+    """Continued-pretraining text from a prose section."""
+
+    line: int
+    adapter: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class InstructionRow:
+    """A `### Q` / `### A` pair."""
+
+    line: int
+    adapter: str | None
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class PreferenceRow:
+    """A `### Prompt` / `### Chosen` / `### Rejected` triple."""
+
+    line: int
+    adapter: str | None
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+Row = TextRow | InstructionRow | PreferenceRow
+
+
+@dataclass(frozen=True)
+class Section:
+    kind: str
+    adapter: str | None
+    line: int
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed, validated `.dlm` document."""
+
+    path: str
+    frontmatter: Frontmatter
+    sections: tuple[Section, ...]
+    field_lines: dict[tuple[str | int, ...], int]
+    frontmatter_line: int
+
+    @property
+    def training(self) -> TrainingConfig:
+        return self.frontmatter.training
+
+    @property
+    def adapter_names(self) -> list[str | None]:
+        """The named adapters, or `[None]` for a single-adapter document."""
+        adapters = self.training.adapters
+        return sorted(adapters) if adapters else [None]
+
+    @property
+    def rows(self) -> list[Row]:
+        return [row for section in self.sections for row in section.rows]
+
+    def line_of(self, dotted_field: str) -> int:
+        """The line of a frontmatter field such as `training.optimizer` (or its parent)."""
+        path: tuple[str | int, ...] = tuple(dotted_field.split("."))
+        while path:
+            if path in self.field_lines:
+                return self.field_lines[path]
+            path = path[:-1]
+        return self.frontmatter_line
+
+
+def load_document(path: str | os.PathLike[str]) -> Document:
+    """Read, parse and validate a `.dlm` file; raises `DlmError` with every problem."""
+    file = str(path)
+    text = _read_text(file)
+    front_text, front_start, body_lines, body_start = _split_frontmatter(file, text)
+    front = yamlsrc.load(front_text, file, line_offset=front_start - 1)
+    problems: list[Problem] = []
+    frontmatter = _validate_frontmatter(file, front, front_start, problems)
+    sections = _parse_body(file, body_lines, body_start, problems)
+    if frontmatter is not None:
+        _check_adapter_tags(file, frontmatter, sections, problems)
+    if problems or frontmatter is None:
+        raise DlmError(problems)
+    return Document(file, frontmatter, tuple(sections), front.lines, front_start)
+
+
+def _read_text(file: str) -> str:
+    try:
+        size = os.stat(file).st_size
+        if Path(file).is_dir():
+            raise DlmError.one(file, None, None, "is a directory, expected a .dlm file")
+        if size > MAX_DOCUMENT_BYTES:
+            raise DlmError.one(
+                file,
+                None,
+                None,
+                f"file is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes "
+                "(16 MiB): split the corpus into several documents",
+            )
+        data = Path(file).read_bytes()
+    except FileNotFoundError:
+        raise DlmError.one(file, None, None, "no such file") from None
+    except PermissionError:
+        raise DlmError.one(file, None, None, "permission denied") from None
+    except IsADirectoryError:
+        raise DlmError.one(file, None, None, "is a directory, expected a .dlm file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DlmError.one(
+            file,
+            line,
+            None,
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8",
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _split_frontmatter(file: str, text: str) -> tuple[str, int, list[str], int]:
+    """Return (frontmatter text, its first line, body lines, the body's first line)."""
+    lines = text.splitlines()
+    if not lines or lines[0].rstrip() != "---":
+        raise DlmError.one(
+            file,
+            1,
+            None,
+            "no frontmatter: a .dlm document starts with a '---' line, then YAML "
+            "(base_model, training, ...), then a closing '---' line",
+        )
+    for index in range(1, len(lines)):
+        if lines[index].rstrip() in ("---", "..."):
+            return "\n".join(lines[1:index]), 2, lines[index + 1 :], index + 2
+    raise DlmError.one(
+        file, 1, None, "unterminated frontmatter: the opening '---' has no closing '---' line"
+    )
+
+
+def _validate_frontmatter(
+    file: str, front: yamlsrc.SourcedYaml, first_line: int, problems: list[Problem]
+) -> Frontmatter | None:
+    if not isinstance(front.value, dict):
+        got = "nothing" if front.value is None else type(front.value).__name__
+        message = f"frontmatter must be a YAML mapping with at least base_model, got {got}"
+        problems.append(Problem(file, first_line, None, message))
+        return None
+    try:
+        return Frontmatter.model_validate(front.value)
+    except ValidationError as exc:
+        problems.extend(_problems_from_validation(file, front, exc))
+        return None
+
+
+def _problems_from_validation(
+    file: str, front: yamlsrc.SourcedYaml, exc: ValidationError
+) -> list[Problem]:
+    """Turn pydantic's errors into one problem per field, with line and expectation."""
+    grouped: dict[tuple[str | int, ...], list[dict]] = {}
+    for error in exc.errors(include_url=False):
+        path = _data_path(front.value, error["loc"])
+        grouped.setdefault(path, []).append(error)
+    problems = []
+    for path, errors in grouped.items():
+        field = ".".join(str(p) for p in path) or None
+        line = front.line_of(path)
+        if errors[0]["type"] == "extra_forbidden":
+            message = _unknown_key_message(path)
+        elif errors[0]["type"] == "missing":
+            message = "required field is missing"
+        else:
+            got = _value_at(front.value, path)
+            expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
+            message = f"expected {expected}, got {got!r}"
+        problems.append(Problem(file, line, field, message))
+    return sorted(problems, key=lambda p: (p.line or 0, p.field or ""))
+
+
+def _expectation(error: dict) -> str:
+    message = error["msg"]
+    for prefix in ("Value error, ", "Input should be ", "String should "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def _data_path(data: object, loc: tuple) -> tuple[str | int, ...]:
+    """Keep the parts of a pydantic location that index the data (drop union tags)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(
+            ("literal[", "list[", "dict[", "function-")
+        ):
+            path.append(part)  # a missing field, named in the error
+            node = None
+    return tuple(path)
+
+
+def _value_at(data: object, path: tuple[str | int, ...]) -> object:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _unknown_key_message(path: tuple[str | int, ...]) -> str:
+    key = str(path[-1])
+    parent = path[:-1]
+    if parent == ():
+        known = list(Frontmatter.model_fields)
+    elif parent == ("training",):
+        known = list(TrainingConfig.model_fields)
+    elif len(parent) == 3 and parent[:2] == ("training", "adapters"):
+        known = list(AdapterSettings.model_fields)
+        if key in TrainingConfig.model_fields:
+            return (
+                f"unknown key '{key}' in an adapter block: only {', '.join(PER_ADAPTER_FIELDS)} "
+                f"may differ per adapter; set {key} under training"
+            )
+    else:
+        known = []
+    message = f"unknown key '{key}'"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean '{close[0]}'?"
+    elif known:
+        message += f"; expected one of: {', '.join(known)}"
+    return message
+
+
+def _parse_body(file: str, lines: list[str], first_line: int, problems: list[Problem]):
+    """Split the body into sections at fence lines outside code blocks."""
+    sections: list[Section] = []
+    kind, adapter, start, chunk = "prose", None, first_line, []
+    in_code = False
+
+    def close_section() -> None:
+        rows = _parse_section(file, kind, adapter, start, chunk, problems)
+        if rows or kind != "prose":
+            sections.append(Section(kind, adapter, start, tuple(rows)))
+
+    for offset, raw in enumerate(lines):
+        number = first_line + offset
+        stripped = raw.strip()
+        if _CODE_FENCE.match(stripped):
+            in_code = not in_code
+        if in_code or not _FENCE_LIKE.match(stripped) or len(stripped) < 4:
+            chunk.append(raw)
+            continue
+        fence = _FENCE.match(stripped)
+        if fence is None or fence["kind"] not in SECTION_KINDS:
+            problems.append(Problem(file, number, None, _bad_fence_message(stripped)))
+            chunk.append(raw)
+            continue
+        close_section()
+        kind, adapter, start, chunk = fence["kind"], fence["name"], number, []
+        if kind == "prose" and adapter is not None:
+            problems.append(
+                Problem(file, number, None, "prose sections cannot be tagged to an adapter")
+            )
+    close_section()
+    return sections
+
+
+def _bad_fence_message(fence: str) -> str:
+    word = fence.strip(":").split("#")[0]
+    close = difflib.get_close_matches(word, SECTION_KINDS, n=1, cutoff=0.6)
+    hint = f"; did you mean '::{close[0]}::'?" if close else ""
+    return (
+        f"invalid fence line '{fence[:80]}': expected ::instruction::, ::preference:: or "
+        f"::prose::, optionally tagged like ::instruction#name:: with a name matching "
+        f"[a-z][a-z0-9_]{{0,31}}{hint}"
+    )
+
+
+def _parse_section(
+    file: str,
+    kind: str,
+    adapter: str | None,
+    start: int,
+    lines: list[str],
+    problems: list[Problem],
+) -> list[Row]:
+    if kind == "prose":
+        text = "\n".join(lines).strip()
+        if not text:
+            return []
+        first = start + next(i for i, line in enumerate(lines) if line.strip())
+        return [TextRow(first, adapter, text)]
+    headings = _HEADINGS[kind]
+    rows: list[Row] = []
+    parts: list[str] = []  # finished texts of the record being read
+    current: list[str] | None = None  # lines under the latest heading
+    record_line = start
+    in_code = False
+
+    def finish_record() -> None:
+        if current is not None:
+            parts.append("\n".join(current).strip())
+        if not parts:
+            return
+        if len(parts) < len(headings):
+            problems.append(
+                Problem(
+                    file,
+                    record_line,
+                    None,
+                    f"'{headings[0]}' block has no '{headings[len(parts)]}' after it",
+                )
+            )
+        elif not all(parts):
+            empty = headings[parts.index("")]
+            problems.append(Problem(file, record_line, None, f"'{empty}' has no text"))
+        elif kind == "instruction":
+            rows.append(InstructionRow(record_line, adapter, parts[0], parts[1]))
+        else:
+            rows.append(PreferenceRow(record_line, adapter, parts[0], parts[1], parts[2]))
+
+    for number, raw in enumerate(lines, start=start + 1):
+        if _CODE_FENCE.match(raw.strip()):
+            in_code = not in_code
+        heading = None if in_code else raw.rstrip()
+        if heading not in headings:
+            if current is not None:
+                current.append(raw)
+            elif raw.strip():
+                problems.append(
+                    Problem(file, number, None, f"text before the first '{headings[0]}'")
+                )
+                return rows
+            continue
+        if heading == headings[0]:
+            finish_record()
+            parts, current, record_line = [], [], number
+            continue
+        expected = len(parts) + (current is not None)
+        if current is None or headings.index(heading) != expected:
+            in_record = current is not None and expected < len(headings)
+            wanted = headings[expected] if in_record else headings[0]
+            problems.append(Problem(file, number, None, f"'{heading}' here, expected '{wanted}'"))
+            return rows
+        parts.append("\n".join(current).strip())
+        current = []
+    finish_record()
+    if not rows and not parts:
+        problems.append(Problem(file, start, None, f"::{kind}:: section has no '{headings[0]}'"))
+    return rows
+
+
+def _check_adapter_tags(
+    file: str, frontmatter: Frontmatter, sections: list[Section], problems: list[Problem]
+) -> None:
+    declared = frontmatter.training.adapters or {}
+    for section in sections:
+        if section.adapter is None or section.adapter in declared:
+            continue
+        if not declared:
+            message = (
+                f"section tagged '#{section.adapter}' but training.adapters is not set; "
+                "declare the adapter there or remove the tag"
+            )
+        else:
+            message = (
+                f"section tagged '#{section.adapter}', which training.adapters does not "
+                f"declare (declared: {', '.join(sorted(declared))})"
+            )
+        problems.append(Problem(file, section.line, None, message))

@@ -1,0 +1,124 @@
+"""Evaluate the rule tables against facts: pure, total and deterministic.
+
+The engine knows no policy. It walks the tables in dependency order; in a
+`unique` table every matching row fires, in a `first` table only the first
+matching row does. A row's effects are: set plan fields (each decision keeps
+the rule id and its file:line), add a warning, add a refusal, add package
+requirements. Same facts in, same outcome out; no input makes it raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dlm_gen import conditions
+from dlm_gen.basemodels import format_size
+from dlm_gen.rules import PLACEHOLDER, FactRef, Rule, RuleSet
+
+
+@dataclass(frozen=True)
+class Decision:
+    field: str
+    value: object
+    rule: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A warning (with its reason token) or a refusal, with the rule that raised it."""
+
+    id: str
+    message: str
+    source: str
+    token: str | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    fields: dict[str, object]
+    decisions: tuple[Decision, ...]
+    warnings: tuple[Finding, ...]
+    refusals: tuple[Finding, ...]
+    requirements: tuple[tuple[str, str], ...]  # (PEP 508 string, rule id)
+    fired: tuple[str, ...]  # ids of every rule that fired, in order
+
+
+def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
+    """Run every table over `facts`; plan fields become facts for later tables."""
+    known = dict(facts)
+    fields: dict[str, object] = {}
+    decisions: list[Decision] = []
+    warnings: list[Finding] = []
+    refusals: list[Finding] = []
+    requirements: list[tuple[str, str]] = []
+    fired: list[str] = []
+    for table in rules.tables:
+        for rule in table.rules:
+            if not conditions.holds(rule.condition, known):
+                continue
+            fired.append(rule.id)
+            for name, value in rule.sets.items():
+                resolved = known.get(value.fact) if isinstance(value, FactRef) else value
+                fields[name] = resolved
+                known[f"plan.{name}"] = resolved
+                decisions.append(Decision(name, resolved, rule.id, rule.source))
+            if rule.warn:
+                token, message = (fill(text, known) for text in rule.warn)
+                warnings.append(Finding(rule.id, message, rule.source, token=token))
+            if rule.refuse:
+                message, blamed = rule.refuse
+                blamed = blamed or _first_document_field(rule)
+                refusals.append(Finding(rule.id, fill(message, known), rule.source, field=blamed))
+            requirements.extend((text, rule.id) for text in rule.require)
+            if table.hit_policy == "first":
+                break
+    for name in rules.plan_fields:
+        if name not in fields:
+            refusals.append(
+                Finding(
+                    "undecided-plan-field",
+                    f"no rule decided plan.{name} for these facts; the rule tables have a gap",
+                    "rules/",
+                )
+            )
+    return Outcome(
+        fields,
+        tuple(decisions),
+        tuple(warnings),
+        tuple(refusals),
+        tuple(requirements),
+        tuple(fired),
+    )
+
+
+def _first_document_field(rule: Rule) -> str | None:
+    """The document field a refusal points at: the first training.* fact it tests."""
+    for test in rule.condition:
+        if test.fact.startswith("training."):
+            return test.fact
+    return None
+
+
+def fill(template: str, facts: Mapping[str, object]) -> str:
+    """Put fact values into `{fact}` / `{fact|size}` placeholders (no eval, no format())."""
+
+    def replace(match) -> str:
+        value = facts.get(match.group(1))
+        if match.group(2) == "size":
+            return format_size(value if isinstance(value, (int, float)) else None)
+        return show(value)
+
+    return PLACEHOLDER.sub(replace, template)
+
+
+def show(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(show(v) for v in value)
+    return str(value)

@@ -1,0 +1,59 @@
+"""Say what a plan is and why: the reason line, the decisions, the JSON object."""
+
+from __future__ import annotations
+
+from dlm_gen import conditions
+from dlm_gen.engine import show
+from dlm_gen.plan import Plan
+from dlm_gen.rules import RuleSet
+
+
+def reason_lines(plans: list[Plan]) -> list[str]:
+    """`reason: ...` per plan; a multi-adapter document prefixes each with its name."""
+    if len(plans) == 1 and plans[0].adapter_name is None:
+        return [f"reason: {plans[0].reason()}"]
+    return [f"[{plan.adapter_name}] reason: {plan.reason()}" for plan in plans]
+
+
+def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
+    """Each decision with the rule that made it, then warnings and requirements."""
+    width = max((len(d.field) for d in plan.decisions), default=0)
+    lines = [
+        f"base: {plan.base.key} ({plan.base.source}, "
+        f"{plan.base.architecture or 'unknown architecture'}, "
+        f"{show(plan.base.params)} parameters); target: {plan.target}",
+        "decisions:",
+    ]
+    explained: set[str] = set()
+    for decision in plan.decisions:
+        lines.append(
+            f"  {decision.field:<{width}} = {show(decision.value)}  "
+            f"<- {decision.rule} ({decision.source})"
+        )
+        if decision.rule not in explained:
+            explained.add(decision.rule)
+            rule = rules.rule(decision.rule)
+            lines.append(f"  {'':<{width}}   when {conditions.describe(rule.condition)}")
+            if rule.why:
+                lines.append(f"  {'':<{width}}   why: {rule.why}")
+    for warning in plan.warnings:
+        lines.append(f"warning {warning.token} ({warning.source}): {warning.message.strip()}")
+    for refusal in plan.refusals:
+        lines.append(f"refused {refusal.id} ({refusal.source}): {refusal.message.strip()}")
+    lines.append("requirements: " + (", ".join(plan.requirements) or "none"))
+    return lines
+
+
+def explain_json(plans: list[Plan], document: str, target: str) -> dict[str, object]:
+    """The contract object; a multi-adapter document nests one per adapter."""
+    if len(plans) == 1 and plans[0].adapter_name is None:
+        return {"document": document, **plans[0].to_json()}
+    return {
+        "document": document,
+        "target": target,
+        "reason": "; ".join(f"{p.adapter_name}: {p.reason()}" for p in plans),
+        "adapters": [plan.to_json() for plan in plans],
+        "warnings": [w for p in plans for w in p.to_json()["warnings"]],
+        "refusals": [r for p in plans for r in p.to_json()["refusals"]],
+        "requirements": sorted({r for p in plans for r in p.requirements}),
+    }

@@ -1,0 +1,94 @@
+"""The facts a rule can test: the document, the base model, the target, the corpus.
+
+Facts are flat, dotted names (`training.optimizer`, `base.params`,
+`target.compute_capability`, `plan.precision`). This module names every fact
+a rule may read (so a typo in a table fails when it loads) and gives, where
+it is finite, the set of values a fact can take (so overlap checks are exact).
+The hardware enters from the side: the document knows nothing of GPUs.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+
+from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
+from dlm_gen.schema import TrainingConfig
+
+Domain = tuple[object, ...] | None
+
+BASE_FACTS: dict[str, Domain] = {
+    "base.key": None,
+    "base.source": ("registry", "hub", "local"),
+    "base.hub_id": None,
+    "base.revision": None,
+    "base.model_type": None,
+    "base.architecture": None,
+    "base.params": None,
+    "base.target_modules": None,
+    "base.max_position_embeddings": None,
+}
+TARGET_FACTS: dict[str, Domain] = {
+    "target.name": None,
+    "target.backend": ("cpu", "cuda"),
+    "target.gpu": None,
+    "target.compute_capability": None,
+    "target.memory_gb": None,
+    "target.bf16": (True, False),
+    "target.flash_attn": (True, False),
+    "target.gpu_count": None,
+}
+CORPUS_FACTS: dict[str, Domain] = {
+    "corpus.text_rows": None,
+    "corpus.instruction_rows": None,
+    "corpus.preference_rows": None,
+    "adapter.name": None,
+    "adapter.count": None,
+}
+
+
+def _domain_of(annotation: object) -> Domain:
+    """Finite values of a Literal (optionally | None) annotation, else None."""
+    values: list[object] = []
+    for arg in typing.get_args(annotation) or (annotation,):
+        if typing.get_origin(arg) is typing.Literal:
+            values.extend(typing.get_args(arg))
+        elif arg is type(None):
+            values.append(None)
+        else:
+            return None
+    return tuple(values) if values else None
+
+
+def training_facts() -> dict[str, Domain]:
+    return {
+        f"training.{name}": _domain_of(field.annotation)
+        for name, field in TrainingConfig.model_fields.items()
+        if name != "adapters"
+    }
+
+
+def input_fact_domains() -> dict[str, Domain]:
+    """Every fact that is not a plan field, with its finite domain where it has one."""
+    return {**training_facts(), **BASE_FACTS, **TARGET_FACTS, **CORPUS_FACTS}
+
+
+def target_facts(name: str, profile: Mapping[str, object]) -> dict[str, object]:
+    return {"target.name": name, **{f"target.{key}": value for key, value in profile.items()}}
+
+
+def document_facts(document: Document, adapter: str | None) -> dict[str, object]:
+    """The training settings of one adapter, and the rows it trains on."""
+    settings = document.training.for_adapter(adapter)
+    rows = [row for row in document.rows if row.adapter in (None, adapter)]
+    facts: dict[str, object] = {f"training.{key}": value for key, value in settings.items()}
+    facts.update(
+        {
+            "corpus.text_rows": sum(isinstance(r, TextRow) for r in rows),
+            "corpus.instruction_rows": sum(isinstance(r, InstructionRow) for r in rows),
+            "corpus.preference_rows": sum(isinstance(r, PreferenceRow) for r in rows),
+            "adapter.name": adapter,
+            "adapter.count": len(document.training.adapters or {}) or 1,
+        }
+    )
+    return facts

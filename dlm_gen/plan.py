@@ -1,0 +1,183 @@
+"""From a document and a target to plans: one per adapter, explained.
+
+`make_plans` gathers the facts (document settings, corpus counts, base model,
+target profile), runs the engine and wraps the outcome in a `Plan`, the one
+object the explainer and the renderer read. The reason line's token order is
+the product contract: precision, attn, qlora, adapter (when not plain LoRA),
+optim, then one warn= per warning.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from dlm_gen import basemodels, engine, facts
+from dlm_gen.document import Document
+from dlm_gen.errors import DlmError
+from dlm_gen.rules import RuleSet
+
+# plan.adapter values that are plain LoRA (qlora=on already says "4-bit base").
+PLAIN_LORA = ("lora", "qlora")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided for one adapter of one document on one target."""
+
+    document: str
+    adapter_name: str | None
+    target: str
+    base: basemodels.BaseModel
+    settings: dict[str, object]  # the document's effective training settings
+    fields: dict[str, object]  # the decided plan fields
+    decisions: tuple[engine.Decision, ...]
+    warnings: tuple[engine.Finding, ...]
+    refusals: tuple[engine.Finding, ...]
+    requirements: tuple[str, ...]
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refusals)
+
+    def reason(self) -> str:
+        """The reason line without its `reason: ` prefix."""
+        get = self.fields.get
+        tokens = [
+            f"precision={engine.show(get('precision'))}",
+            f"attn={engine.show(get('attn'))}",
+            f"qlora={'on' if get('qlora') else 'off'}",
+        ]
+        if get("adapter") not in PLAIN_LORA:
+            tokens.append(f"adapter={engine.show(get('adapter'))}")
+        tokens.append(f"optim={engine.show(get('optim'))}")
+        tokens += [f"warn={w.token}" for w in self.warnings]
+        return ", ".join(tokens)
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "reason": self.reason(),
+            "plan": dict(self.fields),
+            "warnings": [_finding_json(w) for w in self.warnings],
+            "refusals": [_finding_json(r) for r in self.refusals],
+            "requirements": list(self.requirements),
+            "decisions": [
+                {"field": d.field, "value": d.value, "rule": d.rule, "source": d.source}
+                for d in self.decisions
+            ],
+            "settings": dict(self.settings),
+            "base_model": {k.removeprefix("base."): v for k, v in self.base.facts().items()},
+            "target": self.target,
+        }
+        if self.adapter_name is not None:
+            data = {"name": self.adapter_name, **data}
+        return data
+
+
+def _finding_json(finding: engine.Finding) -> dict[str, object]:
+    data: dict[str, object] = {"id": finding.id, "message": finding.message}
+    if finding.token is not None:
+        data["token"] = finding.token
+    if finding.field is not None:
+        data["field"] = finding.field
+    data["source"] = finding.source
+    return data
+
+
+def resolve_target(rules: RuleSet, name: str | None) -> str:
+    """The target profile name, or a usage error with the known names."""
+    name = name or rules.default_target
+    if name in rules.targets:
+        return name
+    close = difflib.get_close_matches(name, list(rules.targets), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise DlmError.one(
+        "--target",
+        None,
+        None,
+        f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))})",
+    )
+
+
+def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
+    """Registry key, `hf:org/name`, or a directory (relative to the document)."""
+    key = document.frontmatter.base_model
+    families = rules.architectures
+    line = document.line_of("base_model")
+    if key in rules.base_models:
+        return basemodels.from_registry(key, rules.base_models[key], families)
+    if key.startswith(basemodels.HUB_PREFIX):
+        hub_id = key.removeprefix(basemodels.HUB_PREFIX)
+        for entry_key, entry in rules.base_models.items():
+            if entry["hub_id"] == hub_id:
+                return basemodels.from_registry(key, entry, families)
+        if hub_id.count("/") != 1 or not all(hub_id.split("/")):
+            raise DlmError.one(
+                document.path, line, "base_model", f"expected hf:org/name, got '{key}'"
+            )
+        return basemodels.from_hub_id(key, hub_id)
+    directory = (Path(document.path).parent / Path(key).expanduser()).resolve()
+    if directory.is_dir():
+        if not (directory / "config.json").is_file():
+            raise DlmError.one(
+                document.path, line, "base_model", f"directory {directory} has no config.json"
+            )
+        try:
+            return basemodels.from_directory(key, directory, families)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DlmError.one(
+                document.path, line, "base_model", f"cannot read {directory}/config.json: {exc}"
+            ) from None
+    close = difflib.get_close_matches(key, list(rules.base_models), n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise DlmError.one(
+        document.path,
+        line,
+        "base_model",
+        f"unknown base model '{key}': {hint}expected a registry key "
+        f"({', '.join(sorted(rules.base_models))}), hf:org/name, or an existing "
+        "directory with a config.json",
+    )
+
+
+def make_plans(document: Document, rules: RuleSet, target: str | None = None) -> list[Plan]:
+    """One plan per adapter (a single-adapter document has one, unnamed)."""
+    target_name = resolve_target(rules, target)
+    base = resolve_base(document, rules)
+    common = {**base.facts(), **facts.target_facts(target_name, rules.targets[target_name])}
+    plans = []
+    for adapter in document.adapter_names:
+        known = {**common, **facts.document_facts(document, adapter)}
+        outcome = engine.evaluate(rules, known)
+        plans.append(
+            Plan(
+                document=document.path,
+                adapter_name=adapter,
+                target=target_name,
+                base=base,
+                settings=document.training.for_adapter(adapter),
+                fields=outcome.fields,
+                decisions=outcome.decisions,
+                warnings=outcome.warnings,
+                refusals=outcome.refusals,
+                requirements=merge_requirements(text for text, _ in outcome.requirements),
+            )
+        )
+    return plans
+
+
+def merge_requirements(texts) -> tuple[str, ...]:
+    """One PEP 508 string per package, specifiers merged, sorted by name."""
+    merged: dict[str, Requirement] = {}
+    for text in texts:
+        requirement = Requirement(text)
+        key = requirement.name.lower().replace("_", "-")
+        if key in merged:
+            merged[key].specifier &= requirement.specifier
+            merged[key].extras |= requirement.extras
+        else:
+            merged[key] = requirement
+    return tuple(str(merged[key]) for key in sorted(merged))

@@ -1,0 +1,118 @@
+"""The `.dlm` frontmatter as pydantic models: fields, defaults and bounds.
+
+Defaults and bounds are those of the upstream `.dlm` format. Unknown keys are
+errors (`extra="forbid"`), never dropped. The models say what a document may
+contain; what it *means* for training is decided by the rule tables.
+The JSON Schema in `schema/` is exported from these models (`dlm-gen schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+AdapterKind = Literal["lora", "qlora", "dora"]
+OptimizerName = Literal[
+    "adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "galore_adamw", "galore_adamw_8bit"
+]
+SchedulerName = Literal["cosine", "linear", "constant"]
+Precision = Literal["bf16", "fp16", "fp32"]
+Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
+AdapterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+ModuleName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
+TargetModules = Literal["auto"] | Annotated[list[ModuleName], Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class AdapterSettings(_Strict):
+    """The fields that may differ between named adapters of one document."""
+
+    adapter: AdapterKind = Field("lora", description="lora, qlora (4-bit base) or dora.")
+    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0.0, le=0.5, description="Dropout on the LoRA path.")
+    target_modules: TargetModules = Field(
+        "auto", description='"auto" (the base model\'s default) or a list of module names.'
+    )
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+
+
+PER_ADAPTER_FIELDS = tuple(AdapterSettings.model_fields)
+
+
+class TrainingConfig(AdapterSettings):
+    """The `training:` block."""
+
+    sequence_len: int = Field(2048, ge=64, le=32768, description="Maximum tokens per row.")
+    micro_batch_size: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto", description="Rows per device per step, or auto."
+    )
+    grad_accum: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto", description="Gradient accumulation steps, or auto."
+    )
+    num_epochs: int = Field(3, ge=1, description="Passes over the training rows.")
+    optimizer: OptimizerName = Field("adamw_torch", description="Optimizer.")
+    lr_scheduler: SchedulerName = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.1, ge=0.0, le=0.5, description="Warm-up share of steps.")
+    precision: Precision | None = Field(None, description="null lets the plan pick.")
+    attention: Attention = Field(
+        "auto", description="Attention implementation; auto lets the plan pick."
+    )
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for every RNG.")
+    adapters: dict[AdapterName, AdapterSettings] | None = Field(
+        None, min_length=1, description="Named adapters, each with its own settings."
+    )
+
+    @model_validator(mode="after")
+    def _flat_fields_stay_default_with_adapters(self) -> TrainingConfig:
+        if self.adapters is None:
+            return self
+        changed = [
+            name
+            for name in PER_ADAPTER_FIELDS
+            if getattr(self, name) != TrainingConfig.model_fields[name].default
+        ]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} set at the top of training while training.adapters "
+                "is set: move per-adapter fields into each adapter block"
+            )
+        return self
+
+    def for_adapter(self, name: str | None) -> dict[str, object]:
+        """The effective flat settings of one adapter (the whole block when unnamed)."""
+        flat = self.model_dump(exclude={"adapters"})
+        if name is not None and self.adapters is not None:
+            flat.update(self.adapters[name].model_dump())
+        return flat
+
+
+class Frontmatter(_Strict):
+    """The YAML frontmatter of a `.dlm` document."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        title="dlm-gen .dlm frontmatter",
+        json_schema_extra={
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://dlm-gen.invalid/schema/dlm-frontmatter.schema.json",
+        },
+    )
+
+    dlm_id: str | None = Field(
+        None, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="Crockford-base32 ULID."
+    )
+    dlm_version: int = Field(1, ge=1, description="Format version of the document.")
+    base_model: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Registry key, hf:org/name, or a local directory holding config.json.",
+    )
+    system_prompt: str | None = Field(None, description="System prompt for instruction rows.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
