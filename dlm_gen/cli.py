@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+# pydantic scans every installed distribution for plugins on first use, which
+# costs more than the whole plan; dlm-gen uses none.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from dlm_gen import __version__
 from dlm_gen.errors import DlmError, Problem, RulesError
@@ -93,9 +98,9 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _schema() -> int:
-    from dlm_gen.resources import data_dir
+    from dlm_gen.schema import frontmatter_json_schema
 
-    print((data_dir("schema") / "dlm-frontmatter.schema.json").read_text(encoding="utf-8"), end="")
+    print(frontmatter_json_schema(), end="")
     return 0
 
 

@@ -95,9 +95,7 @@ def can_overlap(
     by_fact: dict[str, list[Test]] = {}
     for test in (*a, *b):
         by_fact.setdefault(test.fact, []).append(test)
-    return all(
-        _satisfiable(tests, domains.get(fact)) for fact, tests in by_fact.items()
-    )
+    return all(_satisfiable(tests, domains.get(fact)) for fact, tests in by_fact.items())
 
 
 def _satisfiable(tests: list[Test], domain: tuple[object, ...] | None) -> bool:

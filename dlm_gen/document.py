@@ -235,8 +235,10 @@ def _data_path(data: object, loc: tuple) -> tuple[str | int, ...]:
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(
-            ("literal[", "list[", "dict[", "function-")
+        elif (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and not part.startswith(("literal[", "list[", "dict[", "function-"))
         ):
             path.append(part)  # a missing field, named in the error
             node = None

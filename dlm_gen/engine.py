@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dlm_gen import conditions
 from dlm_gen.basemodels import format_size
-from dlm_gen.rules import PLACEHOLDER, FactRef, Rule, RuleSet
+from dlm_gen.rules import PLACEHOLDER, FactRef, Requirement, Rule, RuleSet
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Outcome:
     decisions: tuple[Decision, ...]
     warnings: tuple[Finding, ...]
     refusals: tuple[Finding, ...]
-    requirements: tuple[tuple[str, str], ...]  # (PEP 508 string, rule id)
+    requirements: tuple[tuple[Requirement, str], ...]  # (requirement, rule id)
     fired: tuple[str, ...]  # ids of every rule that fired, in order
 
 
@@ -53,7 +53,7 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
     decisions: list[Decision] = []
     warnings: list[Finding] = []
     refusals: list[Finding] = []
-    requirements: list[tuple[str, str]] = []
+    requirements: list[tuple[Requirement, str]] = []
     fired: list[str] = []
     for table in rules.tables:
         for rule in table.rules:
@@ -72,7 +72,7 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
                 message, blamed = rule.refuse
                 blamed = blamed or _first_document_field(rule)
                 refusals.append(Finding(rule.id, fill(message, known), rule.source, field=blamed))
-            requirements.extend((text, rule.id) for text in rule.require)
+            requirements.extend((req, rule.id) for req in rule.require)
             if table.hit_policy == "first":
                 break
     for name in rules.plan_fields:

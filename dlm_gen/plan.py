@@ -13,12 +13,10 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
 from dlm_gen import basemodels, engine, facts
 from dlm_gen.document import Document
 from dlm_gen.errors import DlmError
-from dlm_gen.rules import RuleSet
+from dlm_gen.rules import Requirement, RuleSet
 
 # plan.adapter values that are plain LoRA (qlora=on already says "4-bit base").
 PLAIN_LORA = ("lora", "qlora")
@@ -163,21 +161,24 @@ def make_plans(document: Document, rules: RuleSet, target: str | None = None) ->
                 decisions=outcome.decisions,
                 warnings=outcome.warnings,
                 refusals=outcome.refusals,
-                requirements=merge_requirements(text for text, _ in outcome.requirements),
+                requirements=merge_requirements(req for req, _ in outcome.requirements),
             )
         )
     return plans
 
 
-def merge_requirements(texts) -> tuple[str, ...]:
-    """One PEP 508 string per package, specifiers merged, sorted by name."""
-    merged: dict[str, Requirement] = {}
-    for text in texts:
-        requirement = Requirement(text)
-        key = requirement.name.lower().replace("_", "-")
+def merge_requirements(requirements) -> tuple[str, ...]:
+    """One PEP 508 string per package (and marker), specifiers merged, sorted by name."""
+    merged: dict[tuple[str, str | None], Requirement] = {}
+    for req in requirements:
+        key = (req.name, req.marker)
         if key in merged:
-            merged[key].specifier &= requirement.specifier
-            merged[key].extras |= requirement.extras
-        else:
-            merged[key] = requirement
-    return tuple(str(merged[key]) for key in sorted(merged))
+            known = merged[key]
+            req = Requirement(
+                req.name,
+                tuple(sorted({*known.extras, *req.extras})),
+                tuple(sorted({*known.specifiers, *req.specifiers})),
+                req.marker,
+            )
+        merged[key] = req
+    return tuple(str(merged[key]) for key in sorted(merged, key=lambda k: (k[0], k[1] or "")))

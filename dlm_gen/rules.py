@@ -15,7 +15,10 @@ import difflib
 import functools
 import hashlib
 import json
+import os
+import pickle
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +39,21 @@ class FactRef:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """A PEP 508 requirement, parsed once when the tables load (by `packaging`)."""
+
+    name: str  # canonical: lower case, '-' for '_'
+    extras: tuple[str, ...]
+    specifiers: tuple[str, ...]
+    marker: str | None
+
+    def __str__(self) -> str:
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        marker = f"; {self.marker}" if self.marker else ""
+        return f"{self.name}{extras}{','.join(self.specifiers)}{marker}"
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     table: str
@@ -44,7 +62,7 @@ class Rule:
     sets: dict[str, object] = field(default_factory=dict)
     warn: tuple[str, str] | None = None  # (token template, message template)
     refuse: tuple[str, str | None] | None = None  # (message template, blamed field)
-    require: tuple[str, ...] = ()
+    require: tuple[Requirement, ...] = ()
     why: str | None = None
     evidence: str | None = None
 
@@ -99,20 +117,81 @@ class RuleSet:
         return next(r for t in self.tables for r in t.rules if r.id == rule_id)
 
 
+CACHE_ENV = "DLM_GEN_CACHE_DIR"
+
+
 @functools.lru_cache(maxsize=4)
 def load_rules(directory: Path | None = None) -> RuleSet:
-    """Load and check every `*.yaml` in the rules directory (default: the shipped one)."""
+    """Load and check every `*.yaml` in the rules directory (default: the shipped one).
+
+    Checking the tables (YAML, JSON Schema, overlaps, cycles) costs more than
+    explaining a plan, so a checked rule set is cached, keyed by the bytes of
+    every table, the schema and dlm-gen's own source: any edit invalidates it.
+    """
     directory = Path(directory) if directory is not None else data_dir("rules")
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise RulesError(f"{directory}: no rule tables (*.yaml) found")
+    texts = [(file.name, file.read_text(encoding="utf-8")) for file in files]
+    key = _cache_key(texts)
+    cached = _read_cache(key)
+    if cached is not None:
+        return cached
+    rules = _check_and_build(texts, key[:16])
+    _write_cache(key, rules)
+    return rules
+
+
+def _cache_key(texts: list[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for name, text in texts:
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    digest.update((data_dir("schema") / "rules.schema.json").read_bytes())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _cache_file(key: str) -> Path | None:
+    configured = os.environ.get(CACHE_ENV)
+    if configured is not None and configured.strip() in ("", "off"):
+        return None
+    if configured:
+        base = Path(configured)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlm-gen"
+    return base / f"rules-{key[:32]}.pickle"
+
+
+def _read_cache(key: str) -> RuleSet | None:
+    path = _cache_file(key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        rules = pickle.loads(path.read_bytes())
+    except Exception:  # a stale or damaged cache is only a slower load
+        return None
+    return rules if isinstance(rules, RuleSet) else None
+
+
+def _write_cache(key: str, rules: RuleSet) -> None:
+    path = _cache_file(key)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+            handle.write(pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(handle.name, path)
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def _check_and_build(texts: list[tuple[str, str]], version: str) -> RuleSet:
     problems: list[str] = []
     loaded: list[tuple[str, yamlsrc.SourcedYaml]] = []
-    digest = hashlib.sha256()
-    for file in files:
-        label = f"rules/{file.name}"
-        text = file.read_text(encoding="utf-8")
-        digest.update(file.name.encode() + b"\0" + text.encode() + b"\0")
+    for name, text in texts:
+        label = f"rules/{name}"
         try:
             document = yamlsrc.load(text, label)
         except DlmError as exc:
@@ -124,7 +203,7 @@ def load_rules(directory: Path | None = None) -> RuleSet:
             loaded.append((label, document))
     if problems:
         raise RulesError(_report(problems))
-    return _build(loaded, digest.hexdigest()[:16])
+    return _build(loaded, version)
 
 
 def _schema_problems(label: str, document: yamlsrc.SourcedYaml) -> list[str]:
@@ -185,6 +264,8 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
             base_models.update(value["models"])
         elif kind == "architectures":
             architectures.update(value["model_types"])
+        elif kind == "vocabulary":
+            continue  # read by dlm_gen.schema when the models are built
         else:
             targets.update(value["targets"])
             default_target = value["default"]
@@ -238,12 +319,29 @@ def _table(label: str, document: yamlsrc.SourcedYaml) -> Table:
                 sets=sets,
                 warn=(warn["token"], warn["message"]) if warn else None,
                 refuse=(refuse["message"], refuse.get("field")) if refuse else None,
-                require=tuple(raw.get("require") or ()),
+                require=tuple(_requirement(text) for text in raw.get("require") or ()),
                 why=raw.get("why"),
                 evidence=raw.get("evidence"),
             )
         )
     return Table(name, label, document.value["hit_policy"], tuple(rules))
+
+
+def _requirement(text: str) -> Requirement | str:
+    """Parse a PEP 508 string; an invalid one stays a string for _check_rules to report."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508
+
+    try:
+        parsed = Pep508(text)
+    except InvalidRequirement:
+        return text
+    return Requirement(
+        name=parsed.name.lower().replace("_", "-"),
+        extras=tuple(sorted(parsed.extras)),
+        specifiers=tuple(sorted(str(s) for s in parsed.specifier)),
+        marker=str(parsed.marker) if parsed.marker else None,
+    )
 
 
 def _plan_domains(tables: list[Table]) -> dict[str, Domain]:
@@ -276,7 +374,8 @@ def _check_ids(tables: list[Table]) -> list[str]:
 
 
 def _check_rules(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
-    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508
 
     problems = []
     for table in tables:
@@ -294,8 +393,10 @@ def _check_rules(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
                             f"'|{match.group(2)}' (known: {', '.join(FORMATTERS)})"
                         )
             for requirement in rule.require:
+                if isinstance(requirement, Requirement):
+                    continue
                 try:
-                    Requirement(requirement)
+                    Pep508(requirement)
                 except InvalidRequirement as exc:
                     problems.append(
                         f"{rule.source}: rule {rule.id}: '{requirement}' is not PEP 508: {exc}"

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-AdapterKind = Literal["lora", "qlora", "dora"]
-OptimizerName = Literal[
-    "adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "galore_adamw", "galore_adamw_8bit"
-]
-SchedulerName = Literal["cosine", "linear", "constant"]
-Precision = Literal["bf16", "fp16", "fp32"]
-Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
+from dlm_gen.resources import data_dir
+
+
+def _vocabulary() -> dict[str, list[str]]:
+    """The enum values of the training fields, from rules/vocabulary.yaml (policy is data)."""
+    text = (data_dir("rules") / "vocabulary.yaml").read_text(encoding="utf-8")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=loader)["fields"]
+
+
+_VOCABULARY = _vocabulary()
+AdapterKind = Literal[tuple(_VOCABULARY["adapter"])]
+OptimizerName = Literal[tuple(_VOCABULARY["optimizer"])]
+SchedulerName = Literal[tuple(_VOCABULARY["lr_scheduler"])]
+Precision = Literal[tuple(_VOCABULARY["precision"])]
+Attention = Literal[tuple(_VOCABULARY["attention"])]
 AdapterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ModuleName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
 TargetModules = Literal["auto"] | Annotated[list[ModuleName], Field(min_length=1)]
@@ -116,3 +126,10 @@ class Frontmatter(_Strict):
     )
     system_prompt: str | None = Field(None, description="System prompt for instruction rows.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+def frontmatter_json_schema() -> str:
+    """The JSON Schema of the frontmatter, as checked in at schema/ (for editors)."""
+    import json
+
+    return json.dumps(Frontmatter.model_json_schema(), indent=2) + "\n"

@@ -25,7 +25,11 @@ Path = tuple[str | int, ...]
 DEFAULT_NODE_BUDGET = 20_000
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: ~10x faster to compose.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):
     """SafeLoader that also reads exponent floats without a dot (`2e-4`)."""
 
 
