@@ -75,7 +75,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(explain_json(plans, args.file, plans[0].target), indent=2))
     else:
-        for plan, line in zip(plans, reason_lines(plans)):
+        for plan, line in zip(plans, reason_lines(plans), strict=True):
             print(line)
             if args.verbose:
                 print("\n".join(f"  {text}" for text in verbose_lines(plan, rules)))

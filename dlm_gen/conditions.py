@@ -51,7 +51,7 @@ def same(a: object, b: object) -> bool:
     """Equality that keeps `True` apart from `1` and `None` apart from everything."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
-    return a == b and type(a) is not type(None) or (a is None and b is None)
+    return (a == b and type(a) is not type(None)) or (a is None and b is None)
 
 
 def _number(x: object) -> bool:

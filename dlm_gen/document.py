@@ -229,10 +229,7 @@ def _data_path(data: object, loc: tuple) -> tuple[str | int, ...]:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if _has(node, part):
             path.append(part)
             node = node[part]
         elif (
@@ -245,11 +242,15 @@ def _data_path(data: object, loc: tuple) -> tuple[str | int, ...]:
     return tuple(path)
 
 
+def _has(node: object, part: object) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
 def _value_at(data: object, path: tuple[str | int, ...]) -> object:
     for part in path:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        if _has(data, part):
             data = data[part]
         else:
             return None

@@ -109,7 +109,7 @@ def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
         return basemodels.from_registry(key, rules.base_models[key], families)
     if key.startswith(basemodels.HUB_PREFIX):
         hub_id = key.removeprefix(basemodels.HUB_PREFIX)
-        for entry_key, entry in rules.base_models.items():
+        for entry in rules.base_models.values():
             if entry["hub_id"] == hub_id:
                 return basemodels.from_registry(key, entry, families)
         if hub_id.count("/") != 1 or not all(hub_id.split("/")):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -353,7 +354,7 @@ def _plan_domains(tables: list[Table]) -> dict[str, Domain]:
                 known = values.setdefault(name, [])
                 if known is None:
                     continue
-                if isinstance(value, FactRef) or isinstance(value, list):
+                if isinstance(value, (FactRef, list)):
                     values[name] = None
                 elif not any(conditions.same(value, k) for k in known):
                     known.append(value)
@@ -498,11 +499,11 @@ def _cycle_message(pending, needs, by_name, owner) -> str:
     while True:
         following = sorted(needs[path[-1]] & set(pending))[0]
         if following in path:
-            path = path[path.index(following) :] + [following]
+            path = [*path[path.index(following) :], following]
             break
         path.append(following)
     steps = []
-    for here, there in zip(path, path[1:]):
+    for here, there in itertools.pairwise(path):
         reader = next(
             (r, f)
             for r in by_name[here].rules
