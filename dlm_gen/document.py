@@ -201,6 +201,15 @@ def _problems_from_validation(
     for error in exc.errors(include_url=False):
         path = _data_path(front.value, error["loc"])
         grouped.setdefault(path, []).append(error)
+    # A union like "auto" | list: once the value is a list, "expected 'auto'" is noise.
+    grouped = {
+        path: errors
+        for path, errors in grouped.items()
+        if not (
+            all(e["type"] == "literal_error" for e in errors)
+            and any(len(other) > len(path) and other[: len(path)] == path for other in grouped)
+        )
+    }
     problems = []
     for path, errors in grouped.items():
         field = ".".join(str(p) for p in path) or None

@@ -406,18 +406,21 @@ def _check_rules(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
 
 
 def _check_ownership(tables: list[Table]) -> list[str]:
-    owner: dict[str, Rule] = {}
-    problems = []
+    """Each plan field is decided by the rows of one table only."""
+    setters: dict[str, dict[str, Rule]] = {}
     for table in tables:
         for rule in table.rules:
             for name in rule.sets:
-                first = owner.setdefault(name, rule)
-                if first.table != table.name:
-                    problems.append(
-                        f"{rule.source}: rule {rule.id} sets plan.{name}, which table "
-                        f"'{first.table}' owns (rule {first.id} at {first.source}); "
-                        "one table decides each field"
-                    )
+                setters.setdefault(name, {}).setdefault(table.name, rule)
+    problems = []
+    for name, by_table in sorted(setters.items()):
+        if len(by_table) > 1:
+            owners = ", ".join(
+                f"'{table}' (rule {rule.id} at {rule.source})" for table, rule in by_table.items()
+            )
+            problems.append(
+                f"plan.{name} is set by more than one table: {owners}; one table decides each field"
+            )
     return problems
 
 

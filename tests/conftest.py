@@ -1,0 +1,68 @@
+"""Shared helpers: write a .dlm document, plan it, run the CLI in-process."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Keep the rule cache of the test run out of the user's home (subprocesses inherit it).
+os.environ.setdefault("DLM_GEN_CACHE_DIR", tempfile.mkdtemp(prefix="dlm-gen-cache-"))
+
+from dlm_gen.cli import main  # noqa: E402
+from dlm_gen.document import load_document  # noqa: E402
+from dlm_gen.plan import Plan, make_plans  # noqa: E402
+from dlm_gen.rules import load_rules  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+DEFAULT_BODY = """Some prose for continued pretraining.
+
+::instruction::
+### Q
+What is dlm-gen?
+### A
+A generator of training scripts.
+"""
+
+
+def dlm_text(frontmatter: dict, body: str = DEFAULT_BODY) -> str:
+    return "---\n" + yaml.safe_dump(frontmatter, sort_keys=False) + "---\n" + body
+
+
+def write_dlm(directory: Path, frontmatter: dict, body: str = DEFAULT_BODY, name="doc.dlm"):
+    path = directory / name
+    path.write_text(dlm_text(frontmatter, body), encoding="utf-8")
+    return path
+
+
+def plan_of(
+    directory: Path,
+    training: dict | None = None,
+    base: str = "smollm2-135m",
+    target: str | None = "cpu",
+    body: str = DEFAULT_BODY,
+) -> Plan:
+    """The single plan of a one-adapter document with these training settings."""
+    path = write_dlm(directory, {"base_model": base, "training": training or {}}, body)
+    [plan] = make_plans(load_document(path), load_rules(), target)
+    return plan
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `dlm-gen ARGS` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,0 +1,174 @@
+"""Broken tables fail when they load, naming file, line and the rules involved."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from dlm_gen.errors import RulesError
+from dlm_gen.resources import data_dir
+from dlm_gen.rules import load_rules
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    target = tmp_path / "rules"
+    shutil.copytree(data_dir("rules"), target)
+    return target
+
+
+def append(path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def load_error(directory) -> str:
+    with pytest.raises(RulesError) as caught:
+        load_rules(directory)
+    return str(caught.value)
+
+
+def test_shipped_tables_load():
+    rules = load_rules()
+    assert {"precision", "optimizer", "adapter"} <= {t.name for t in rules.tables}
+    assert rules.default_target in rules.targets
+
+
+def test_overlapping_rules_setting_different_values_are_an_error(rules_copy):
+    append(
+        rules_copy / "optimizer.yaml",
+        "\n  - id: optim-shadow\n"
+        "    when: {training.optimizer: {in: [adamw_torch, paged_adamw_8bit]}}\n"
+        "    set: {optim: adafactor}\n",
+    )
+    message = load_error(rules_copy)
+    assert "optim-adamw-torch" in message and "optim-shadow" in message
+    assert "plan.optim" in message and '"adafactor"' in message
+    assert "rules/optimizer.yaml:" in message
+
+
+def test_exclusive_conditions_on_an_open_fact_are_not_an_overlap(rules_copy):
+    append(
+        rules_copy / "batching.yaml",
+        "\n  - id: accum-big-rank\n"
+        "    when: {training.lora_r: {gt: 64}}\n"
+        "    set: {accum_hint: 1}\n"
+        "\n  - id: accum-small-rank\n"
+        "    when: {training.lora_r: {le: 64}}\n"
+        "    set: {accum_hint: 2}\n",
+    )
+    rules = load_rules(rules_copy)
+    assert "accum_hint" in rules.plan_fields
+
+
+def test_touching_intervals_are_an_overlap(rules_copy):
+    append(
+        rules_copy / "batching.yaml",
+        "\n  - id: accum-big-rank\n"
+        "    when: {training.lora_r: {ge: 64}}\n"
+        "    set: {accum_hint: 1}\n"
+        "\n  - id: accum-small-rank\n"
+        "    when: {training.lora_r: {le: 64}}\n"
+        "    set: {accum_hint: 2}\n",
+    )
+    message = load_error(rules_copy)
+    assert "accum-big-rank" in message and "accum-small-rank" in message
+
+
+def test_dependency_cycle_names_both_rules(rules_copy):
+    (rules_copy / "zz_left.yaml").write_text(
+        "kind: rules\nhit_policy: unique\nrules:\n"
+        "  - id: left-from-right\n    when: {plan.right: 1}\n    set: {left: 1}\n"
+    )
+    (rules_copy / "zz_right.yaml").write_text(
+        "kind: rules\nhit_policy: unique\nrules:\n"
+        "  - id: right-from-left\n    when: {plan.left: 1}\n    set: {right: 1}\n"
+    )
+    message = load_error(rules_copy)
+    assert "dependency cycle" in message
+    assert "left-from-right (rules/zz_left.yaml:4)" in message
+    assert "right-from-left (rules/zz_right.yaml:4)" in message
+
+
+def test_unknown_fact_gets_a_did_you_mean(rules_copy):
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: typo-rule\n    when: {training.optimiser: adamw_torch}\n"
+        "    warn: {token: t, message: m}\n",
+    )
+    message = load_error(rules_copy)
+    assert "typo-rule" in message and "unknown fact 'training.optimiser'" in message
+    assert "did you mean 'training.optimizer'?" in message
+
+
+def test_schema_violation_names_file_line_and_rule(rules_copy):
+    append(rules_copy / "corpus.yaml", "\n  - id: no-effect\n    when: {corpus.text_rows: 1}\n")
+    message = load_error(rules_copy)
+    assert "rules/corpus.yaml:" in message and "(rule no-effect)" in message
+
+
+def test_bad_rule_id_is_a_schema_error(rules_copy):
+    append(rules_copy / "corpus.yaml", "\n  - id: Not_Kebab\n    warn: {token: t, message: m}\n")
+    assert "Not_Kebab" in load_error(rules_copy)
+
+
+def test_duplicate_rule_id(rules_copy):
+    append(rules_copy / "corpus.yaml", "\n  - id: adapter-dora\n    warn: {token: t, message: m}\n")
+    message = load_error(rules_copy)
+    assert "rule id 'adapter-dora' is also used at rules/adapter.yaml:" in message
+
+
+def test_requirement_must_be_pep508(rules_copy):
+    append(rules_copy / "corpus.yaml", "\n  - id: bad-req\n    require: ['peft >>= 1']\n")
+    message = load_error(rules_copy)
+    assert "bad-req" in message and "not PEP 508" in message
+
+
+def test_one_table_owns_each_field(rules_copy):
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: corpus-sets-optim\n    when: {corpus.text_rows: 0}\n    set: {optim: sgd}\n",
+    )
+    message = load_error(rules_copy)
+    assert "plan.optim is set by more than one table" in message
+    assert "'corpus' (rule corpus-sets-optim at rules/corpus.yaml:" in message
+    assert "'optimizer' (rule optim-adamw-torch at rules/optimizer.yaml:" in message
+
+
+def test_duplicate_yaml_key_in_a_table(rules_copy):
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: dup-key\n    require: [torch]\n    require: [peft]\n",
+    )
+    message = load_error(rules_copy)
+    assert "rules/corpus.yaml:" in message and "duplicate key" in message
+
+
+def test_reading_a_field_before_its_own_table_sets_it(rules_copy):
+    text = (rules_copy / "attention.yaml").read_text()
+    moved = text.replace(
+        "rules:\n", "rules:\n  - id: early-reader\n    when: {plan.attn: eager}\n"
+        "    warn: {token: t, message: m}\n\n", 1
+    )
+    (rules_copy / "attention.yaml").write_text(moved)
+    message = load_error(rules_copy)
+    assert "early-reader reads plan.attn" in message
+
+
+def test_unknown_formatter_in_a_template(rules_copy):
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: bad-format\n    warn: {token: 'x({base.params|huge})', message: m}\n",
+    )
+    assert "unknown formatter '|huge'" in load_error(rules_copy)
+
+
+def test_all_problems_are_reported_together(rules_copy):
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: typo-one\n    when: {training.optimiser: x}\n    warn: {token: t, message: m}\n"
+        "\n  - id: typo-two\n    when: {base.paramz: 1}\n    warn: {token: t, message: m}\n",
+    )
+    message = load_error(rules_copy)
+    assert "typo-one" in message and "typo-two" in message
