@@ -24,26 +24,26 @@ ORDER_OPERATORS = ("lt", "le", "gt", "ge")
 
 
 @dataclass(frozen=True)
-class Test:
+class Clause:
     fact: str
     op: str
     value: object
 
 
-Condition = tuple[Test, ...]
+Condition = tuple[Clause, ...]
 
 
 def parse_condition(when: Mapping[str, object] | None) -> Condition:
     """Turn a validated `when` mapping into tests, in a stable order."""
-    tests: list[Test] = []
+    tests: list[Clause] = []
     for fact, spec in (when or {}).items():
         if isinstance(spec, Mapping):
             for op, value in spec.items():
                 if op in ("in", "not_in"):
                     value = tuple(value)
-                tests.append(Test(fact, op, value))
+                tests.append(Clause(fact, op, value))
         else:
-            tests.append(Test(fact, "eq", spec))
+            tests.append(Clause(fact, "eq", spec))
     return tuple(tests)
 
 
@@ -58,7 +58,7 @@ def _number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def passes(test: Test, value: object) -> bool:
+def passes(test: Clause, value: object) -> bool:
     """Whether a fact's value passes one test."""
     op, want = test.op, test.value
     if op == "eq":
@@ -92,13 +92,13 @@ def can_overlap(
     jointly satisfiable; facts are independent of each other. `domains` gives
     the finite set of values a fact can take, or None when it is open-ended.
     """
-    by_fact: dict[str, list[Test]] = {}
+    by_fact: dict[str, list[Clause]] = {}
     for test in (*a, *b):
         by_fact.setdefault(test.fact, []).append(test)
     return all(_satisfiable(tests, domains.get(fact)) for fact, tests in by_fact.items())
 
 
-def _satisfiable(tests: list[Test], domain: tuple[object, ...] | None) -> bool:
+def _satisfiable(tests: list[Clause], domain: tuple[object, ...] | None) -> bool:
     candidates: list[object] | None = None
     if domain is not None:
         candidates = list(domain)
@@ -112,7 +112,7 @@ def _satisfiable(tests: list[Test], domain: tuple[object, ...] | None) -> bool:
     return _open_domain_satisfiable(tests)
 
 
-def _open_domain_satisfiable(tests: list[Test]) -> bool:
+def _open_domain_satisfiable(tests: list[Clause]) -> bool:
     """No finite candidate set: only ne / not_in / order tests constrain the value."""
     excluded = [t.value for t in tests if t.op == "ne"]
     excluded += [v for t in tests if t.op == "not_in" for v in t.value]

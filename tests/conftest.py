@@ -12,10 +12,10 @@ import yaml
 # Keep the rule cache of the test run out of the user's home (subprocesses inherit it).
 os.environ.setdefault("DLM_GEN_CACHE_DIR", tempfile.mkdtemp(prefix="dlm-gen-cache-"))
 
-from dlm_gen.cli import main  # noqa: E402
-from dlm_gen.document import load_document  # noqa: E402
-from dlm_gen.plan import Plan, make_plans  # noqa: E402
-from dlm_gen.rules import load_rules  # noqa: E402
+from dlm_gen.cli import main
+from dlm_gen.document import load_document
+from dlm_gen.plan import Plan, make_plans
+from dlm_gen.rules import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -44,7 +44,9 @@ def test_malformed_yaml(tmp_path, cli):
 
 
 def test_unknown_key_with_did_you_mean(tmp_path, cli):
-    path = write(tmp_path, "---\nbase_model: smollm2-135m\ntraining:\n  optimiser: adamw_torch\n---\n")
+    path = write(
+        tmp_path, "---\nbase_model: smollm2-135m\ntraining:\n  optimiser: adamw_torch\n---\n"
+    )
     assert_fails(
         cli, path, expect=[f"{path}:4:", "training.optimiser", "did you mean 'optimizer'?"]
     )

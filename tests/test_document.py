@@ -55,7 +55,9 @@ def test_sections_rows_and_lines(tmp_path):
     assert first_q.line == body_start + 4  # the '### Q' line
     # Fence lines and headings inside a ``` block are part of the answer.
     assert second_q.answer == "```\n::preference::\n### Q\n```\nStill the answer."
-    assert rows[3] == PreferenceRow(lines.index("### Prompt") + 1, "tone", "Say hi.", "Hello!", "Go away.")
+    assert rows[3] == PreferenceRow(
+        lines.index("### Prompt") + 1, "tone", "Say hi.", "Hello!", "Go away."
+    )
     assert rows[4].text == "Closing prose."
 
 

@@ -148,8 +148,10 @@ def test_duplicate_yaml_key_in_a_table(rules_copy):
 def test_reading_a_field_before_its_own_table_sets_it(rules_copy):
     text = (rules_copy / "attention.yaml").read_text()
     moved = text.replace(
-        "rules:\n", "rules:\n  - id: early-reader\n    when: {plan.attn: eager}\n"
-        "    warn: {token: t, message: m}\n\n", 1
+        "rules:\n",
+        "rules:\n  - id: early-reader\n    when: {plan.attn: eager}\n"
+        "    warn: {token: t, message: m}\n\n",
+        1,
     )
     (rules_copy / "attention.yaml").write_text(moved)
     message = load_error(rules_copy)
