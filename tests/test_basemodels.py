@@ -1,0 +1,98 @@
+"""Base-model facts: parameter counts from config.json match real models; sizes print right."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlm_gen.basemodels import format_size, from_directory, safetensors_parameters
+from dlm_gen.rules import load_rules
+from tests.conftest import plan_of
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 300,
+}
+CONFIGS = {
+    "llama-untied": ("LlamaConfig", {"tie_word_embeddings": False}),
+    "llama-tied-bias": ("LlamaConfig", {"tie_word_embeddings": True, "attention_bias": True}),
+    "llama-mlp-bias": ("LlamaConfig", {"mlp_bias": True, "head_dim": 32}),
+    "mistral": ("MistralConfig", {"tie_word_embeddings": False}),
+    "qwen2": ("Qwen2Config", {"tie_word_embeddings": True}),
+    "qwen3": ("Qwen3Config", {"tie_word_embeddings": False, "head_dim": 16}),
+    "phi3": (
+        "Phi3Config",
+        {
+            "tie_word_embeddings": False,
+            "num_key_value_heads": 4,
+            "pad_token_id": 0,
+            "eos_token_id": 1,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_parameter_count_from_config_matches_the_built_model(tmp_path, name):
+    class_name, extra = CONFIGS[name]
+    config = getattr(transformers, class_name)(**{**TINY, **extra})
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(tmp_path)  # config.json only: no weights are needed
+    real = sum(p.numel() for p in model.parameters())
+    facts = from_directory("local", tmp_path, load_rules().architectures)
+    assert facts.params == real
+    assert facts.architecture == type(model).__name__
+    assert facts.model_type == config.model_type
+
+
+def test_safetensors_header_count_for_unknown_families(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.zeros(3, 4), "b": torch.zeros(5)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+    assert safetensors_parameters(tmp_path) == 17
+    assert from_directory("x", tmp_path, load_rules().architectures).params == 17
+
+
+def test_local_directory_base_feeds_the_rules(tmp_path):
+    model_dir = tmp_path / "tiny"
+    transformers.LlamaConfig(**TINY).save_pretrained(model_dir)
+    plan = plan_of(tmp_path, {"optimizer": "galore_adamw"}, base="tiny")  # relative path
+    assert plan.base.source == "local" and plan.base.path == str(model_dir.resolve())
+    size = format_size(plan.base.params)
+    assert f"galore-small-base({size}<1B)" in plan.reason()
+    assert plan.fields["target_modules"][0] == "q_proj"
+
+
+@pytest.mark.parametrize(
+    ("params", "text"),
+    [
+        (134_515_008, "135M"),
+        (361_821_120, "362M"),
+        (999_600_000, "999M"),
+        (1_711_376_384, "1.7B"),
+        (7_615_616_512, "7.6B"),
+        (8_030_261_248, "8B"),
+        (123_456_789_012, "123B"),
+        (45_000, "45.0K".replace(".0", "")),
+        (None, "unknown"),
+    ],
+)
+def test_format_size(params, text):
+    assert format_size(params) == text
+
+
+def test_registry_has_the_well_known_bases():
+    registry = load_rules().base_models
+    assert len(registry) >= 10
+    for key in ("smollm2-135m", "qwen2.5-7b", "llama-3.1-8b", "mistral-7b", "phi-3.5-mini"):
+        assert key in registry

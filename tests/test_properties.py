@@ -1,0 +1,157 @@
+"""Hypothesis over documents x bases x targets: the engine's promises hold for all of them."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from packaging.requirements import Requirement
+
+from dlm_gen.document import load_document
+from dlm_gen.plan import PLAIN_LORA, make_plans
+from dlm_gen.rules import load_rules
+from dlm_gen.schema import _VOCABULARY
+from tests.conftest import dlm_text
+
+RULES = load_rules()
+WORKDIR = Path(tempfile.mkdtemp(prefix="dlm-gen-props-"))
+LOCAL_BASE = WORKDIR / "tiny-llama"
+LOCAL_BASE.mkdir()
+(LOCAL_BASE / "config.json").write_text(
+    json.dumps(
+        {
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": 256,
+            "tie_word_embeddings": False,
+            "max_position_embeddings": 512,
+        }
+    )
+)
+BASES = [*sorted(RULES.base_models), "hf:someone/unknown", "hf:Qwen/Qwen2.5-7B", str(LOCAL_BASE)]
+BODIES = [
+    "Plain prose only.\n",
+    "::instruction::\n### Q\nq?\n### A\na.\n",
+    "::preference::\n### Prompt\np\n### Chosen\nc\n### Rejected\nr\n",
+    "prose\n::instruction::\n### Q\nq\n### A\na\n::preference::\n"
+    "### Prompt\np\n### Chosen\nc\n### Rejected\nr\n",
+]
+GALORE = {"galore_adamw", "galore_adamw_8bit"}
+
+adapter_block = st.fixed_dictionaries(
+    {},
+    optional={
+        "adapter": st.sampled_from(_VOCABULARY["adapter"]),
+        "lora_r": st.integers(1, 256),
+        "target_modules": st.sampled_from(["auto", ["q_proj"], ["q_proj", "v_proj"]]),
+    },
+)
+training = st.fixed_dictionaries(
+    {},
+    optional={
+        "optimizer": st.sampled_from(_VOCABULARY["optimizer"]),
+        "precision": st.sampled_from([None, *_VOCABULARY["precision"]]),
+        "attention": st.sampled_from(_VOCABULARY["attention"]),
+        "micro_batch_size": st.one_of(st.just("auto"), st.integers(1, 64)),
+        "grad_accum": st.one_of(st.just("auto"), st.integers(1, 64)),
+        "lr_scheduler": st.sampled_from(_VOCABULARY["lr_scheduler"]),
+    },
+)
+
+
+@st.composite
+def documents(draw):
+    settings_ = draw(training)
+    if draw(st.booleans()):
+        names = draw(
+            st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True), min_size=1, max_size=3)
+        )
+        settings_["adapters"] = {name: draw(adapter_block) for name in sorted(set(names))}
+    else:
+        settings_.update(draw(adapter_block))
+    return {"base_model": draw(st.sampled_from(BASES)), "training": settings_}, draw(
+        st.sampled_from(BODIES)
+    )
+
+
+def plans_for(frontmatter, body, target):
+    path = WORKDIR / "doc.dlm"
+    path.write_text(dlm_text(frontmatter, body), encoding="utf-8")
+    return make_plans(load_document(path), RULES, target)
+
+
+def reason_tokens(reason: str) -> list[tuple[str, str]]:
+    return [tuple(token.split("=", 1)) for token in reason.split(", ")]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents(), st.sampled_from(sorted(RULES.targets)))
+def test_engine_promises(document, target):
+    frontmatter, body = document
+    plans = plans_for(frontmatter, body, target)
+    again = plans_for(frontmatter, body, target)
+    assert [p.to_json() for p in plans] == [p.to_json() for p in again]  # deterministic
+    for plan in plans:
+        settings_ = plan.settings
+        fields = plan.fields
+        # Every plan field was decided by exactly one rule.
+        decided = [d.field for d in plan.decisions]
+        assert sorted(decided) == sorted(RULES.plan_fields)
+        # use_dora iff DoRA was asked; the DoRA requirement iff use_dora.
+        assert fields["use_dora"] == (settings_["adapter"] == "dora")
+        assert ("peft>=0.9" in plan.requirements) == fields["use_dora"]
+        # The small-base warning iff a GaLore optimizer and a base under 1B.
+        small = plan.base.params is not None and plan.base.params < 1_000_000_000
+        warned = any(w.id == "galore-small-base" for w in plan.warnings)
+        assert warned == (settings_["optimizer"] in GALORE and small)
+        # Every requirement is PEP 508, one per package.
+        names = [Requirement(r).name for r in plan.requirements]
+        assert len(names) == len(set(names))
+        # The optimizer is never dropped, and the document's precision wins.
+        assert fields["optim"] == settings_["optimizer"]
+        if settings_["precision"] is not None:
+            assert fields["precision"] == settings_["precision"]
+        # The reason line agrees with the plan.
+        tokens = reason_tokens(plan.reason())
+        expected = [
+            ("precision", fields["precision"]),
+            ("attn", fields["attn"]),
+            ("qlora", "on" if fields["qlora"] else "off"),
+        ]
+        if fields["adapter"] not in PLAIN_LORA:
+            expected.append(("adapter", fields["adapter"]))
+        expected.append(("optim", fields["optim"]))
+        expected += [("warn", w.token) for w in plan.warnings]
+        assert tokens == expected
+        # What a target cannot run is refused, and only then.
+        refused = {r.id for r in plan.refusals}
+        cpu_galore_8bit = target == "cpu" and settings_["optimizer"] == "galore_adamw_8bit"
+        assert ("galore-8bit-needs-cuda" in refused) == cpu_galore_8bit
+        no_bf16 = fields["precision"] == "bf16" and not RULES.targets[target]["bf16"]
+        assert ("bf16-unsupported-target" in refused) == no_bf16
+        assert "undecided-plan-field" not in refused
+
+
+@settings(max_examples=100, deadline=None)
+@given(documents(), st.sampled_from(sorted(RULES.targets)))
+def test_explain_json_always_has_the_contract_keys(document, target):
+    from dlm_gen.explain import explain_json
+
+    frontmatter, body = document
+    plans = plans_for(frontmatter, body, target)
+    data = explain_json(plans, "doc.dlm", target)
+    json.dumps(data)  # serialisable
+    objects = data["adapters"] if "adapters" in data else [data]
+    for obj in objects:
+        assert {"reason", "plan", "warnings", "refusals", "requirements", "decisions"} <= set(obj)
+        assert {"adapter", "use_dora", "qlora", "precision", "attn", "optim"} <= set(obj["plan"])
+        for decision in obj["decisions"]:
+            assert set(decision) >= {"field", "value", "rule", "source"}

@@ -1,0 +1,126 @@
+"""Behaviour follows the tables: editing a row changes plans with no Python touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dlm_gen.document import load_document
+from dlm_gen.plan import make_plans
+from dlm_gen.resources import data_dir
+from dlm_gen.rules import load_rules
+from tests.conftest import write_dlm
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    target = tmp_path / "rules"
+    shutil.copytree(data_dir("rules"), target)
+    return target
+
+
+def galore_plan(tmp_path, rules_dir, target="a100-80gb"):
+    path = write_dlm(
+        tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "galore_adamw"}}
+    )
+    [plan] = make_plans(load_document(path), load_rules(rules_dir), target)
+    return plan
+
+
+def test_editing_the_small_base_threshold(tmp_path, rules_copy):
+    table = rules_copy / "optimizer.yaml"
+    table.write_text(
+        table.read_text().replace("base.params: {lt: 1000000000}", "base.params: {lt: 100000000}")
+    )
+    assert "galore-small-base" in galore_plan(tmp_path, None).reason()
+    assert "galore-small-base" not in galore_plan(tmp_path, rules_copy).reason()
+
+
+def test_removing_a_warning_row(tmp_path, rules_copy):
+    table = rules_copy / "optimizer.yaml"
+    text = table.read_text()
+    start = text.index("  - id: galore-with-adapter")
+    end = text.index("  - id: galore-8bit-needs-cuda")
+    table.write_text(text[:start] + text[end:])
+    assert "galore-with-adapter" not in galore_plan(tmp_path, rules_copy).reason()
+
+
+def test_adding_a_refusal_row(tmp_path, rules_copy):
+    with (rules_copy / "optimizer.yaml").open("a") as handle:
+        handle.write(
+            "\n  - id: no-galore-on-small-bases\n"
+            "    when: {training.optimizer: galore_adamw, base.params: {lt: 1000000000}}\n"
+            "    refuse: {message: 'team policy: no GaLore below 1B ({base.params|size})'}\n"
+        )
+    plan = galore_plan(tmp_path, rules_copy)
+    assert [(r.id, r.message) for r in plan.refusals] == [
+        ("no-galore-on-small-bases", "team policy: no GaLore below 1B (135M)")
+    ]
+
+
+def test_changing_a_target_profile(tmp_path, rules_copy):
+    table = rules_copy / "targets.yaml"
+    table.write_text(
+        table.read_text().replace(
+            "compute_capability: 8.0, memory_gb: 80", "compute_capability: 7.0, memory_gb: 80", 1
+        )
+    )
+    assert galore_plan(tmp_path, rules_copy, "a100-80gb").fields["precision"] == "fp16"
+
+
+def test_adding_an_optimizer_is_a_table_edit(tmp_path, rules_copy):
+    """The README's recipe: vocabulary + one optimizer row; no Python changes."""
+    vocabulary = rules_copy / "vocabulary.yaml"
+    vocabulary.write_text(
+        vocabulary.read_text().replace("galore_adamw_8bit]", "galore_adamw_8bit, adafactor]")
+    )
+    with (rules_copy / "optimizer.yaml").open("a") as handle:
+        handle.write(
+            "\n  - id: optim-adafactor\n"
+            "    when: {training.optimizer: adafactor}\n"
+            "    set: {optim: adafactor, optim_target_modules: null}\n"
+        )
+    path = write_dlm(
+        tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "adafactor"}}
+    )
+    env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
+    explain = subprocess.run(
+        [sys.executable, "-m", "dlm_gen", "explain", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert explain.returncode == 0, explain.stderr
+    assert json.loads(explain.stdout)["plan"]["optim"] == "adafactor"
+    schema = subprocess.run(
+        [sys.executable, "-m", "dlm_gen", "schema"], capture_output=True, text=True, env=env
+    )
+    enum = json.loads(schema.stdout)["$defs"]["TrainingConfig"]["properties"]["optimizer"]["enum"]
+    assert "adafactor" in enum
+    # With the shipped tables the same document is invalid: the name is not in the vocabulary.
+    shipped = subprocess.run(
+        [sys.executable, "-m", "dlm_gen", "explain", str(path)], capture_output=True, text=True
+    )
+    assert shipped.returncode == 1 and "training.optimizer" in shipped.stderr
+
+
+def test_a_vocabulary_value_without_rows_is_caught_by_the_engine(tmp_path, rules_copy):
+    vocabulary = rules_copy / "vocabulary.yaml"
+    vocabulary.write_text(
+        vocabulary.read_text().replace("galore_adamw_8bit]", "galore_adamw_8bit, lion]")
+    )
+    path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "lion"}})
+    env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
+    result = subprocess.run(
+        [sys.executable, "-m", "dlm_gen", "explain", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "undecided-plan-field" in result.stderr and "plan.optim" in result.stderr
