@@ -149,7 +149,7 @@ def test_explain_json_always_has_the_contract_keys(document, target):
     plans = plans_for(frontmatter, body, target)
     data = explain_json(plans, "doc.dlm", target)
     json.dumps(data)  # serialisable
-    objects = data["adapters"] if "adapters" in data else [data]
+    objects = data.get("adapters", [data])
     for obj in objects:
         assert {"reason", "plan", "warnings", "refusals", "requirements", "decisions"} <= set(obj)
         assert {"adapter", "use_dora", "qlora", "precision", "attn", "optim"} <= set(obj["plan"])

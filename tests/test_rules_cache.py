@@ -1,4 +1,4 @@
-"""The checked-rules cache: hit when nothing changed, rebuilt after any edit, never trusted blindly."""
+"""The checked-rules cache: a hit when nothing changed, rebuilt after any edit."""
 
 from __future__ import annotations
 
