@@ -1,4 +1,4 @@
-"""The `dlm-gen` command line: explain and schema (render and check follow).
+"""The `dlm-gen` command line: render, explain, check, schema, targets.
 
 Exit codes: 0 ok; 1 the document is invalid or the plan is refused (every
 problem on stderr with file, line and field; never a traceback); 2 usage.
@@ -28,6 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dlm-gen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    render = commands.add_parser("render", help="write generated/train_<hash>.py")
+    render.add_argument("file", metavar="FILE.dlm")
+    render.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
+    render.add_argument("--out", default="generated", help="output directory (default: generated)")
+
+    check = commands.add_parser(
+        "check", help="exit 1 if a rendered script is missing, stale or hand-edited"
+    )
+    check.add_argument("files", metavar="FILE.dlm", nargs="+")
+    check.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
+    check.add_argument("--out", default="generated", help="output directory (default: generated)")
+
     explain = commands.add_parser("explain", help="print the plan and why it was chosen")
     explain.add_argument("file", metavar="FILE.dlm")
     explain.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
@@ -47,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "explain":
             return _explain(args)
+        if args.command == "render":
+            return _render(args)
+        if args.command == "check":
+            return _check(args)
         if args.command == "schema":
             return _schema()
         return _targets()
@@ -66,7 +82,7 @@ def _print_problems(problems: list[Problem]) -> None:
 def _explain(args: argparse.Namespace) -> int:
     from dlm_gen.document import load_document
     from dlm_gen.explain import explain_json, reason_lines, verbose_lines
-    from dlm_gen.plan import make_plans
+    from dlm_gen.plan import make_plans, refusal_error
     from dlm_gen.rules import load_rules
 
     rules = load_rules()
@@ -79,21 +95,42 @@ def _explain(args: argparse.Namespace) -> int:
             print(line)
             if args.verbose:
                 print("\n".join(f"  {text}" for text in verbose_lines(plan, rules)))
-    refusals = [
-        Problem(
-            document.path,
-            document.line_of(refusal.field) if refusal.field else document.frontmatter_line,
-            refusal.field,
-            f"refused ({refusal.id}"
-            + (f", adapter {plan.adapter_name}" if plan.adapter_name else "")
-            + f"): {' '.join(refusal.message.split())}",
-        )
-        for plan in plans
-        for refusal in plan.refusals
-    ]
-    if refusals:
-        _print_problems(refusals)
+    refused = refusal_error(document, plans)
+    if refused:
+        _print_problems(refused.problems)
         return 1
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dlm_gen.document import load_document
+    from dlm_gen.plan import make_plans, refusal_error
+    from dlm_gen.render import render_plans, write_atomically
+    from dlm_gen.rules import load_rules
+
+    rules = load_rules()
+    document = load_document(args.file)
+    plans = make_plans(document, rules, args.target)
+    refused = refusal_error(document, plans)
+    if refused:
+        raise refused
+    path = write_atomically(Path(args.out), render_plans(document, plans, rules))
+    print(path)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dlm_gen.check import check_document
+
+    problems = [p for file in args.files for p in check_document(file, Path(args.out), args.target)]
+    if problems:
+        _print_problems(problems)
+        return 1
+    print(f"{len(args.files)} document(s) in sync with {args.out}/")
     return 0
 
 

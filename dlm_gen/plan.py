@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dlm_gen import basemodels, engine, facts
 from dlm_gen.document import Document
-from dlm_gen.errors import DlmError
+from dlm_gen.errors import DlmError, Problem
 from dlm_gen.rules import Requirement, RuleSet
 
 # plan.adapter values that are plain LoRA (qlora=on already says "4-bit base").
@@ -182,3 +182,20 @@ def merge_requirements(requirements) -> tuple[str, ...]:
             )
         merged[key] = req
     return tuple(str(merged[key]) for key in sorted(merged, key=lambda k: (k[0], k[1] or "")))
+
+
+def refusal_error(document: Document, plans: list[Plan]) -> DlmError | None:
+    """The refusals of the plans as one error, or None when every plan can train."""
+    problems = [
+        Problem(
+            document.path,
+            document.line_of(refusal.field) if refusal.field else document.frontmatter_line,
+            refusal.field,
+            f"refused ({refusal.id}"
+            + (f", adapter {plan.adapter_name}" if plan.adapter_name else "")
+            + f"): {' '.join(refusal.message.split())}",
+        )
+        for plan in plans
+        for refusal in plan.refusals
+    ]
+    return DlmError(problems) if problems else None

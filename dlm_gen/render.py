@@ -1,0 +1,154 @@
+"""Render plans into `train_<hash>.py`, reproducibly, safely and atomically.
+
+The script's content is a function of: the canonical plans (decisions and
+settings per adapter), the training rows, the base model's facts, the target
+profile, the rule tables' version, the template's bytes and dlm-gen's
+version. Their canonical JSON is hashed; the hash names the file and is
+printed in it. Same inputs, byte-identical file, on any machine, from any
+working directory. Every document value reaches the source through the
+`py` filter (`dlm_gen.literals`) or, in header comments, the `comment` filter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlm_gen import __version__
+from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
+from dlm_gen.literals import python_literal
+from dlm_gen.plan import Plan
+from dlm_gen.resources import data_dir
+from dlm_gen.rules import RuleSet
+
+TEMPLATE = "train.py.j2"
+HASH_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class Rendered:
+    name: str  # train_<hash>.py
+    script_hash: str
+    text: str
+
+
+def render_plans(document: Document, plans: list[Plan], rules: RuleSet) -> Rendered:
+    """The script for these plans (none of them refused)."""
+    template_text = (data_dir("templates") / TEMPLATE).read_text(encoding="utf-8")
+    context = _context(document, plans, rules)
+    inputs = {
+        "dlm_gen": __version__,
+        "template": hashlib.sha256(template_text.encode("utf-8")).hexdigest(),
+        "rules": rules.version,
+        **context,
+    }
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    script_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+    name = f"train_{script_hash}.py"
+    text = (
+        _environment()
+        .from_string(template_text)
+        .render(**context, version=__version__, script_hash=script_hash, script_name=name)
+    )
+    return Rendered(name, script_hash, text)
+
+
+def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str, object]:
+    base = plans[0].base
+    target = {"name": plans[0].target, **rules.targets[plans[0].target]}
+    rows, preference_rows = [], 0
+    for row in document.rows:
+        if isinstance(row, TextRow):
+            rows.append(
+                {"kind": "text", "adapter": row.adapter, "line": row.line, "text": row.text}
+            )
+        elif isinstance(row, InstructionRow):
+            rows.append(
+                {
+                    "kind": "instruction",
+                    "adapter": row.adapter,
+                    "line": row.line,
+                    "question": row.question,
+                    "answer": row.answer,
+                }
+            )
+        elif isinstance(row, PreferenceRow):
+            preference_rows += 1
+    return {
+        "document_name": Path(document.path).name,
+        "target_name": target["name"],
+        "target_description": target["gpu"] or "host CPU",
+        "target": target,
+        "base_model": {
+            "key": base.key,
+            "source": base.source,
+            "path": base.path or base.hub_id,
+            "revision": base.revision,
+            "architecture": base.architecture,
+            "params": base.params,
+        },
+        "system_prompt": document.frontmatter.system_prompt,
+        "requirements": sorted({r for plan in plans for r in plan.requirements}),
+        "warnings": [
+            f"{warning.token}: {' '.join(warning.message.split())}"
+            for plan in plans
+            for warning in plan.warnings
+        ],
+        "plans": [{"name": p.adapter_name, "reason": p.reason()} for p in plans],
+        "adapters": [
+            {
+                "name": plan.adapter_name,
+                "reason": plan.reason(),
+                "plan": dict(plan.fields),
+                "settings": dict(plan.settings),
+                "decided_by": {d.field: d.rule for d in plan.decisions},
+            }
+            for plan in plans
+        ],
+        "rows": rows,
+        "preference_rows": preference_rows,
+    }
+
+
+def _environment():
+    import jinja2  # only rendering needs it
+
+    environment = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["py"] = python_literal
+    environment.filters["comment"] = comment_text
+    return environment
+
+
+def comment_text(value: object) -> str:
+    """Text safe inside a `#` comment: every line break and control character escaped."""
+    text = str(value)
+    return "".join(
+        char if char.isprintable() and char not in "\x85\u2028\u2029" else repr(char)[1:-1]
+        for char in text
+    )
+
+
+def write_atomically(directory: Path, rendered: Rendered) -> Path:
+    """Temp file in the same directory, then rename: a reader never sees half a script."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / rendered.name
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".train_", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(rendered.text)
+        os.chmod(temporary, 0o755)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

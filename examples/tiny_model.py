@@ -1,0 +1,67 @@
+"""Build a tiny Llama and its tokenizer offline, for smoke runs and tests.
+
+No hub access: the tokenizer is a byte-level BPE trained in-process on a
+small text, the model a 2-layer Llama initialised from a fixed seed. The
+result is a normal model directory (config.json, safetensors, tokenizer) that
+a .dlm document can name as `base_model: path/to/dir`.
+
+    python examples/tiny_model.py runs/tiny-llama
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ALPHABET_TEXT = (
+    "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX 0123456789 "
+    "what where which how why is are does a an of to in on for with and or not. "
+    "dlm-gen turns a declarative fine-tuning document into a training script. "
+    "rules tables yaml python adapter lora dora galore optimizer question answer. "
+    "<|im_start|> <|im_end|> system user assistant : , ; ! ? ' \" ( ) [ ] { } / - _ \n"
+)
+
+
+def build_tiny_model(directory: str | Path, extra_text: str = "", seed: int = 0) -> Path:
+    """Write a 2-layer Llama with a 512-token BPE tokenizer to `directory`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([ALPHABET_TEXT, extra_text] * 4, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.save_pretrained(directory)
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(directory)
+    return directory
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny-llama")
+    print(build_tiny_model(target))
