@@ -161,7 +161,11 @@ def _read_text(file: str) -> str:
 
 def _split_frontmatter(file: str, text: str) -> tuple[str, int, list[str], int]:
     """Return (frontmatter text, its first line, body lines, the body's first line)."""
-    lines = text.splitlines()
+    # Split on "\n" only: str.splitlines() would also break inside text at
+    # \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029, and change the rows.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if text.endswith("\n"):
+        lines.pop()
     if not lines or lines[0].rstrip() != "---":
         raise DlmError.one(
             file,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dlm_gen import conditions
 from dlm_gen.engine import show
-from dlm_gen.plan import Plan
+from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.rules import RuleSet
 
 
@@ -55,5 +55,5 @@ def explain_json(plans: list[Plan], document: str, target: str) -> dict[str, obj
         "adapters": [plan.to_json() for plan in plans],
         "warnings": [w for p in plans for w in p.to_json()["warnings"]],
         "refusals": [r for p in plans for r in p.to_json()["refusals"]],
-        "requirements": sorted({r for p in plans for r in p.requirements}),
+        "requirements": list(requirements_of(plans)),
     }

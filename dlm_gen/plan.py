@@ -36,6 +36,7 @@ class Plan:
     warnings: tuple[engine.Finding, ...]
     refusals: tuple[engine.Finding, ...]
     requirements: tuple[str, ...]
+    requirement_specs: tuple[Requirement, ...] = ()
 
     @property
     def refused(self) -> bool:
@@ -117,7 +118,11 @@ def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
                 document.path, line, "base_model", f"expected hf:org/name, got '{key}'"
             )
         return basemodels.from_hub_id(key, hub_id)
-    directory = (Path(document.path).parent / Path(key).expanduser()).resolve()
+    try:
+        given = Path(key).expanduser()
+    except RuntimeError:  # "~someone" with no such user: not a directory we can find
+        given = Path(key)
+    directory = (Path(document.path).parent / given).resolve()
     if directory.is_dir():
         if not (directory / "config.json").is_file():
             raise DlmError.one(
@@ -162,9 +167,15 @@ def make_plans(document: Document, rules: RuleSet, target: str | None = None) ->
                 warnings=outcome.warnings,
                 refusals=outcome.refusals,
                 requirements=merge_requirements(req for req, _ in outcome.requirements),
+                requirement_specs=tuple(req for req, _ in outcome.requirements),
             )
         )
     return plans
+
+
+def requirements_of(plans: list[Plan]) -> tuple[str, ...]:
+    """The merged requirements of several plans (a multi-adapter document)."""
+    return merge_requirements(spec for plan in plans for spec in plan.requirement_specs)
 
 
 def merge_requirements(requirements) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from dlm_gen import __version__
 from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
 from dlm_gen.literals import python_literal
-from dlm_gen.plan import Plan
+from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import RuleSet
 
@@ -92,7 +92,7 @@ def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str,
             "params": base.params,
         },
         "system_prompt": document.frontmatter.system_prompt,
-        "requirements": sorted({r for plan in plans for r in plan.requirements}),
+        "requirements": list(requirements_of(plans)),
         "warnings": [
             f"{warning.token}: {' '.join(warning.message.split())}"
             for plan in plans

@@ -66,3 +66,27 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer Llama and BPE tokenizer built offline (examples/tiny_model.py)."""
+    pytest.importorskip("transformers")
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from tiny_model import build_tiny_model
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+def example_in(directory: Path, name: str, tiny_model_dir: Path | None = None) -> Path:
+    """Copy an example document; point a `../runs/tiny-llama` base at a built tiny model."""
+    text = (EXAMPLES / name).read_text(encoding="utf-8")
+    if tiny_model_dir is not None:
+        text = text.replace("base_model: ../runs/tiny-llama", f"base_model: {tiny_model_dir}")
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -215,3 +215,8 @@ def test_usage_error_is_exit_2(cli):
     code, _, err = cli("explain")
     assert code == 2
     assert "usage:" in err
+
+
+def test_tilde_user_that_does_not_exist(tmp_path, cli):
+    path = write(tmp_path, "---\nbase_model: ~no-such-user-here/model\n---\n" + DEFAULT_BODY)
+    assert_fails(cli, path, expect=[f"{path}:2:", "unknown base model"])

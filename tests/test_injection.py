@@ -1,0 +1,117 @@
+"""Hostile text anywhere in a document reaches the script only as an inert literal."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dlm_gen.document import load_document
+from dlm_gen.plan import make_plans
+from dlm_gen.render import render_plans
+from dlm_gen.rules import load_rules
+
+RULES = load_rules()
+NASTY = [*"\"'\\\n\t{}%#`$ ()[]:;,.=*+-", "'''", '"""', "{{", "}}", "{%", "%}", "{#", "#}"]
+NASTY += ["é", "€", "😀", "\u2028", "\u2029", "\x85", "\x00", "\x0b", "\x0c", "\x1e", "\ufeff"]
+NASTY += ["import os", "os.system('echo pwned')", "\\n", "\\x00", "__import__('os')", "\r"]
+
+any_character = st.characters(blacklist_categories=["Cs"])  # lone surrogates are not UTF-8
+hostile = st.lists(st.sampled_from(NASTY) | any_character, min_size=1, max_size=60).map("".join)
+long_hostile = st.one_of(hostile, hostile.map(lambda text: (text + "x") * 400))
+_STRUCTURE = re.compile(r"^(::.*::|### (Q|A|Prompt|Chosen|Rejected)|```.*|~~~.*)$")
+
+
+def body_safe(text: str) -> bool:
+    """Text that stays one value: no line of it is a fence, heading or code fence."""
+    lines = [line.removesuffix("\r").strip() for line in text.split("\n")]
+    return bool(text.strip()) and not any(_STRUCTURE.match(line) for line in lines)
+
+
+body_text = long_hostile.filter(body_safe)
+directory_name = st.text(
+    alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=["Cs"]),
+    min_size=1,
+    max_size=40,
+).filter(lambda name: name not in (".", "..") and not name.startswith("~"))
+directory_name = directory_name.filter(lambda name: len(name.encode()) < 200)
+
+TEMPLATE_BASE = Path(tempfile.mkdtemp(prefix="dlm-gen-injection-"))
+CONFIG = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+    "max_position_embeddings": 512,
+}
+
+
+def statement_shape(tree: ast.Module) -> list[str]:
+    """Top-level statements by kind and name: what the template wrote, not the values."""
+    shape = []
+    for node in tree.body:
+        names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        shape.append(f"{type(node).__name__}:{getattr(node, 'name', '')}:{names}")
+    return shape
+
+
+def constants(tree: ast.Module) -> dict[str, object]:
+    return {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in ("SYSTEM_PROMPT", "ROWS", "BASE_MODEL", "ADAPTERS")
+    }
+
+
+def render(directory: Path, system_prompt, base, prose, question, answer) -> str:
+    front = {"base_model": base, "system_prompt": system_prompt}
+    body = f"{prose}\n::instruction::\n### Q\n{question}\n### A\n{answer}\n"
+    path = directory / "doc.dlm"
+    frontmatter = yaml.safe_dump(front, default_style='"', allow_unicode=True)
+    path.write_text("---\n" + frontmatter + "---\n" + body, encoding="utf-8")
+    document = load_document(path)
+    return render_plans(document, make_plans(document, RULES, "cpu"), RULES).text, document
+
+
+BASELINE_DIR = TEMPLATE_BASE / "baseline"
+BASELINE_DIR.mkdir()
+(BASELINE_DIR / "model").mkdir()
+(BASELINE_DIR / "model" / "config.json").write_text(json.dumps(CONFIG))
+BASELINE_SHAPE = statement_shape(
+    ast.parse(render(BASELINE_DIR, "plain", "model", "prose", "q", "a")[0])
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(hostile, directory_name, body_text, body_text, body_text)
+def test_hostile_text_is_only_ever_a_literal(system_prompt, base_name, prose, question, answer):
+    directory = Path(tempfile.mkdtemp(dir=TEMPLATE_BASE))
+    try:
+        (directory / base_name).mkdir()
+        (directory / base_name / "config.json").write_text(json.dumps(CONFIG))
+        text, document = render(directory, system_prompt, base_name, prose, question, answer)
+        tree = ast.parse(text)
+        assert statement_shape(tree) == BASELINE_SHAPE
+        values = constants(tree)
+        assert values["SYSTEM_PROMPT"] == system_prompt
+        assert values["BASE_MODEL"]["path"] == str((directory / base_name).resolve())
+        [prose_row, pair] = values["ROWS"]
+        [parsed_prose, parsed_pair] = document.rows
+        assert prose_row["text"] == parsed_prose.text == prose.strip()
+        assert (pair["question"], pair["answer"]) == (parsed_pair.question, parsed_pair.answer)
+        assert pair["question"] == question.strip() and pair["answer"] == answer.strip()
+    finally:
+        shutil.rmtree(directory)
