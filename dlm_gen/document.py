@@ -222,6 +222,8 @@ def _problems_from_validation(
             message = _unknown_key_message(path)
         elif errors[0]["type"] == "missing":
             message = "required field is missing"
+        elif errors[0]["type"] == "value_error":  # our own validators say what to do
+            message = _expectation(errors[0])
         else:
             got = _value_at(front.value, path)
             expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))

@@ -1,0 +1,217 @@
+"""Rendered scripts train for real on the CPU, on a tiny Llama built offline."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlm_gen.document import load_document
+from dlm_gen.plan import make_plans
+from dlm_gen.render import render_plans, write_atomically
+from dlm_gen.rules import load_rules
+from tests.conftest import write_dlm
+
+pytestmark = pytest.mark.slow
+
+BODY = """The rules live in yaml tables. The rules live in yaml tables.
+
+::instruction::
+### Q
+Where do the rules live?
+### A
+In yaml tables.
+
+### Q
+What does dlm-gen write?
+### A
+A training script.
+
+### Q
+Which adapter is trained?
+### A
+A small adapter.
+"""
+FAST = {
+    "sequence_len": 64,
+    "micro_batch_size": 2,
+    "grad_accum": 1,
+    "learning_rate": 5e-3,
+    "warmup_ratio": 0.0,
+    "num_epochs": 30,
+}
+
+
+def render(directory: Path, base: Path, training: dict, body=BODY, target="cpu") -> Path:
+    path = write_dlm(directory, {"base_model": str(base), "training": {**FAST, **training}}, body)
+    rules = load_rules()
+    document = load_document(path)
+    plans = make_plans(document, rules, target)
+    assert not any(plan.refused for plan in plans), [p.refusals for p in plans]
+    return write_atomically(directory / "generated", render_plans(document, plans, rules))
+
+
+def run(script: Path, output_dir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(script), "--output-dir", str(output_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def train(directory, base, training, steps=8, body=BODY) -> tuple[dict, Path]:
+    script = render(directory, base, training, body)
+    output_dir = directory / "run"
+    result = run(script, output_dir, "--max-steps", str(steps))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((output_dir / "run.json").read_text()), output_dir
+
+
+def adapter_tensors(adapter_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(adapter_dir / "adapter_model.safetensors"))
+
+
+def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
+    manifest, output_dir = train(tmp_path, tiny_model, {"adapter": "lora"}, steps=12)
+    [run_] = manifest["adapters"]
+    assert {"hash", "adapters", "versions", "base_model", "target"} <= set(manifest)
+    assert run_["steps"] == 12
+    for key in ("final_train_loss", "eval_loss", "wall_seconds", "tokens_per_second"):
+        assert math.isfinite(run_[key]) and run_[key] > 0, key
+    assert run_["peak_memory_bytes"] > 0
+    assert run_["final_train_loss"] < run_["first_loss"]
+    assert run_["rows"] == {"train": 3, "eval": 1}
+    args = run_["trainer_args"]
+    assert args["optim"] == "adamw_torch" and args["learning_rate"] == 5e-3
+    assert run_["optimizer"]["class"] == "torch.optim.adamw.AdamW"
+    assert args["per_device_train_batch_size"] == 2 and args["gradient_accumulation_steps"] == 1
+    assert args["max_length"] == 64 and args["seed"] == 42
+    assert args["bf16"] is False and args["fp16"] is False
+    assert args["gradient_checkpointing"] is False
+    tensors = adapter_tensors(Path(run_["adapter_dir"]))
+    assert any("lora_A" in name for name in tensors)
+    assert not any("lora_magnitude_vector" in name for name in tensors)
+    assert manifest["versions"]["transformers"]
+
+
+def test_dora_saves_magnitude_vectors(tmp_path, tiny_model):
+    manifest, _ = train(tmp_path, tiny_model, {"adapter": "dora"})
+    [run_] = manifest["adapters"]
+    tensors = adapter_tensors(Path(run_["adapter_dir"]))
+    assert any("lora_magnitude_vector" in name for name in tensors)
+    config = json.loads((Path(run_["adapter_dir"]) / "adapter_config.json").read_text())
+    assert config["use_dora"] is True
+
+
+def test_galore_really_projects_the_trainable_layers(tmp_path, tiny_model):
+    manifest, _ = train(tmp_path, tiny_model, {"optimizer": "galore_adamw"})
+    [run_] = manifest["adapters"]
+    assert run_["optimizer"]["class"] == "galore_torch.adamw.AdamW"
+    # 7 target modules x 2 layers x (lora_A, lora_B): every trainable matrix is projected.
+    assert run_["optimizer"]["projected_tensors"] == 28
+    assert run_["trainer_args"]["optim_target_modules"] == [".*attn.*", ".*mlp.*"]
+    assert math.isfinite(run_["final_train_loss"])
+
+
+def test_adamw_bnb_8bit_trains_on_cpu(tmp_path, tiny_model):
+    manifest, _ = train(tmp_path, tiny_model, {"optimizer": "adamw_bnb_8bit"})
+    [run_] = manifest["adapters"]
+    assert run_["optimizer"]["class"].startswith("bitsandbytes.")
+    assert math.isfinite(run_["final_train_loss"])
+
+
+def test_qlora_loads_4bit_and_trains_on_cpu(tmp_path, tiny_model):
+    manifest, _ = train(tmp_path, tiny_model, {"adapter": "qlora"})
+    [run_] = manifest["adapters"]
+    assert run_["loaded_in_4bit"] is True
+    assert math.isfinite(run_["final_train_loss"])
+    assert (Path(run_["adapter_dir"]) / "adapter_model.safetensors").is_file()
+
+
+def test_same_script_twice_gives_bit_identical_adapters(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {"adapter": "dora"})
+    first = run(script, tmp_path / "one", "--max-steps", "6")
+    second = run(script, tmp_path / "two", "--max-steps", "6")
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
+    a = adapter_tensors(tmp_path / "one" / "adapter")
+    b = adapter_tensors(tmp_path / "two" / "adapter")
+    assert a.keys() == b.keys()
+    assert all((a[name] == b[name]).all() for name in a)
+    assert any((a[name] != 0).any() for name in a if "lora_B" in name)  # it trained
+
+
+def test_multi_adapter_trains_each_on_its_rows(tmp_path, tiny_model):
+    body = (
+        "Shared prose for every adapter.\n\n"
+        "::instruction#facts::\n### Q\nfact one?\n### A\nyes.\n\n### Q\nfact two?\n### A\nno.\n\n"
+        "::instruction#tone::\n### Q\nhello?\n### A\nhi!\n"
+    )
+    adapters = {
+        "facts": {"adapter": "dora", "learning_rate": 5e-3},
+        "tone": {"adapter": "lora", "learning_rate": 1e-3},
+    }
+    training = {"adapters": adapters, "learning_rate": 2e-4}  # the flat field stays default
+    manifest, output_dir = train(tmp_path, tiny_model, training, steps=4, body=body)
+    by_name = {run_["name"]: run_ for run_ in manifest["adapters"]}
+    assert set(by_name) == {"facts", "tone"}
+    assert sum(by_name["facts"]["rows"].values()) == 3  # prose + its two pairs
+    assert sum(by_name["tone"]["rows"].values()) == 2  # prose + its one pair
+    assert by_name["tone"]["trainer_args"]["learning_rate"] == 1e-3
+    assert (output_dir / "facts" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (output_dir / "tone" / "adapter" / "adapter_model.safetensors").is_file()
+    facts = adapter_tensors(output_dir / "facts" / "adapter")
+    assert any("lora_magnitude_vector" in name for name in facts)
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {})
+    output_dir = tmp_path / "run"
+    first = run(script, output_dir, "--max-steps", "4", "--save-steps", "2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (output_dir / "checkpoint-4").is_dir()
+    second = run(script, output_dir, "--max-steps", "6", "--save-steps", "2", "--resume")
+    assert second.returncode == 0, second.stderr[-2000:]
+    [run_] = json.loads((output_dir / "run.json").read_text())["adapters"]
+    assert run_["steps"] == 6 and len(run_["losses"]) == 6  # the history carries over
+    logged = (second.stdout + second.stderr).count("{'loss'")
+    assert logged == 2  # but only steps 5 and 6 ran again
+
+
+def test_cuda_script_on_a_cpu_host_stops_before_loading(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {"adapter": "qlora"}, target="a100-80gb")
+    result = run(script, tmp_path / "run")
+    assert result.returncode == 1
+    assert "rendered for a100-80gb" in result.stderr and "no CUDA GPU" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_works_without_torch(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {})
+    blocker = tmp_path / "blocked"
+    for name in ("torch", "transformers", "peft", "trl"):
+        (blocker / name).mkdir(parents=True)
+        (blocker / name / "__init__.py").write_text("raise ImportError('blocked')\n")
+    result = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(blocker)},
+    )
+    assert result.returncode == 0 and "--max-steps" in result.stdout
+
+
+def test_missing_requirement_is_reported_before_anything_heavy(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {"attention": "flash_attention_2"}, target="h100")
+    result = run(script, tmp_path / "run")
+    assert result.returncode == 1
+    assert "1. flash-attn is not installed: pip install 'flash-attn>=2'" in result.stderr
