@@ -81,7 +81,7 @@ def adapter_tensors(adapter_dir: Path) -> dict:
 
 
 def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
-    manifest, output_dir = train(tmp_path, tiny_model, {"adapter": "lora"}, steps=12)
+    manifest, _ = train(tmp_path, tiny_model, {"adapter": "lora"}, steps=12)
     [run_] = manifest["adapters"]
     assert {"hash", "adapters", "versions", "base_model", "target"} <= set(manifest)
     assert run_["steps"] == 12
