@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 EXAMPLE := examples/galore-smollm2.dlm
+TINY_EXAMPLE := examples/tiny-cpu.dlm
 
 .PHONY: demo test setup setup-dev lint bench schema clean
 
@@ -20,9 +21,17 @@ setup-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,qlora,galore,dev]"
 
-demo: setup
+# The whole path on this machine: explain a GPU plan, then build a tiny model
+# offline, render a DoRA document for the CPU and train it for a few steps.
+demo: setup-dev
 	$(BIN)/dlm-gen explain $(EXAMPLE) --target a100-80gb
-	$(BIN)/dlm-gen explain $(EXAMPLE) --target cpu --verbose
+	$(BIN)/python examples/tiny_model.py runs/tiny-llama
+	$(BIN)/dlm-gen explain $(TINY_EXAMPLE) --target cpu
+	$(BIN)/dlm-gen render $(TINY_EXAMPLE) --target cpu --out runs/generated > runs/script-path
+	$(BIN)/python "$$(cat runs/script-path)" --output-dir runs/demo --max-steps 20
+	$(BIN)/python -c "import json; r = json.load(open('runs/demo/run.json'))['adapters'][0]; \
+	  print('loss', round(r['first_loss'], 3), '->', round(r['final_train_loss'], 3), \
+	  '| eval', round(r['eval_loss'], 3), '| adapter', r['adapter_dir'])"
 
 lint: setup-dev
 	$(BIN)/ruff check .
@@ -33,6 +42,7 @@ test: setup-dev lint
 
 bench: setup-dev
 	$(BIN)/python bench/explain_speed.py
+	$(BIN)/python bench/train_overhead.py
 
 schema: setup
 	$(BIN)/dlm-gen schema > schema/dlm-frontmatter.schema.json

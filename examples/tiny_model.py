@@ -22,8 +22,14 @@ ALPHABET_TEXT = (
 )
 
 
-def build_tiny_model(directory: str | Path, extra_text: str = "", seed: int = 0) -> Path:
-    """Write a 2-layer Llama with a 512-token BPE tokenizer to `directory`."""
+def build_tiny_model(
+    directory: str | Path,
+    extra_text: str = "",
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+) -> Path:
+    """Write a small Llama (2 layers, width 64 by default) and a 512-token BPE tokenizer."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -48,9 +54,9 @@ def build_tiny_model(directory: str | Path, extra_text: str = "", seed: int = 0)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
