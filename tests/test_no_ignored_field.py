@@ -20,7 +20,7 @@ CHANGES = {
     "lora_r": (16, 'settings["lora_r"]'),
     "lora_alpha": (32, 'settings["lora_alpha"]'),
     "lora_dropout": (0.1, 'settings["lora_dropout"]'),
-    "target_modules": (["q_proj", "v_proj"], 'plan["target_modules"]'),
+    "target_modules": (["q_proj", "v_proj", "lm_head"], 'plan["target_modules"]'),
     "learning_rate": (1e-4, 'settings["learning_rate"]'),
     "sequence_len": (1024, 'settings["sequence_len"]'),
     "micro_batch_size": (2, 'plan["micro_batch_size"]'),

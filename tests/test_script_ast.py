@@ -60,7 +60,7 @@ def test_qlora_for_cuda_loads_nf4_double_quant_in_plan_precision(tmp_path, targe
     }
     lora = call_keywords(tree, "LoraConfig")
     assert lora["use_dora"] == "plan['use_dora']" and plan["use_dora"] is False
-    assert lora["target_modules"] == "plan['target_modules']"
+    assert lora["target_modules"] == "targets"
     assert lora["r"] == "settings['lora_r']" and adapter["settings"]["lora_r"] == 8
     assert constant(tree, "TARGET")["backend"] == "cuda"
 

@@ -103,6 +103,15 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
     assert manifest["versions"]["transformers"]
 
 
+def test_lm_head_in_target_modules_trains_in_full(tmp_path, tiny_model):
+    training = {"target_modules": ["q_proj", "v_proj", "lm_head"]}
+    manifest, _ = train(tmp_path, tiny_model, training, steps=3)
+    [run_] = manifest["adapters"]
+    tensors = adapter_tensors(Path(run_["adapter_dir"]))
+    assert any("lm_head" in name and "lora" not in name for name in tensors)
+    assert {name.split(".")[-3] for name in tensors if "lora_A" in name} == {"q_proj", "v_proj"}
+
+
 def test_dora_saves_magnitude_vectors(tmp_path, tiny_model):
     manifest, _ = train(tmp_path, tiny_model, {"adapter": "dora"})
     [run_] = manifest["adapters"]
