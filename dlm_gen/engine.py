@@ -75,7 +75,9 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
             requirements.extend((req, rule.id) for req in rule.require)
             if table.hit_policy == "first":
                 break
-    for name in rules.plan_fields:
+    # A refused plan may leave fields open (nothing will be trained); otherwise
+    # an undecided field is a gap in the tables, and it is reported as one.
+    for name in rules.plan_fields if not refusals else ():
         if name not in fields:
             refusals.append(
                 Finding(

@@ -20,6 +20,8 @@ from dlm_gen.rules import Requirement, RuleSet
 
 # plan.adapter values that are plain LoRA (qlora=on already says "4-bit base").
 PLAIN_LORA = ("lora", "qlora")
+# Keys explain --json always has in "plan"; a refused plan may leave them null.
+CONTRACT_PLAN_KEYS = ("adapter", "use_dora", "qlora", "precision", "attn", "optim")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Plan:
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
             "reason": self.reason(),
-            "plan": dict(self.fields),
+            "plan": {**dict.fromkeys(CONTRACT_PLAN_KEYS), **self.fields},
             "warnings": [_finding_json(w) for w in self.warnings],
             "refusals": [_finding_json(r) for r in self.refusals],
             "requirements": list(self.requirements),

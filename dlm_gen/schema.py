@@ -29,6 +29,7 @@ OptimizerName = Literal[tuple(_VOCABULARY["optimizer"])]
 SchedulerName = Literal[tuple(_VOCABULARY["lr_scheduler"])]
 Precision = Literal[tuple(_VOCABULARY["precision"])]
 Attention = Literal[tuple(_VOCABULARY["attention"])]
+GaloreProjection = Literal[tuple(_VOCABULARY["galore_proj_type"])]
 AdapterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ModuleName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
 TargetModules = Literal["auto"] | Annotated[list[ModuleName], Field(min_length=1)]
@@ -41,7 +42,13 @@ class _Strict(BaseModel):
 class AdapterSettings(_Strict):
     """The fields that may differ between named adapters of one document."""
 
-    adapter: AdapterKind = Field("lora", description="lora, qlora (4-bit base) or dora.")
+    adapter: AdapterKind = Field(
+        "lora", description="lora, qlora (4-bit base), dora (LoRA + DoRA) or full (no adapter)."
+    )
+    use_dora: bool | None = Field(
+        None,
+        description="DoRA on top of the adapter: with qlora it is QDoRA; adapter: dora implies it.",
+    )
     lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (alpha / r).")
     lora_dropout: float = Field(0.05, ge=0.0, le=0.5, description="Dropout on the LoRA path.")
@@ -73,6 +80,21 @@ class TrainingConfig(AdapterSettings):
         "auto", description="Attention implementation; auto lets the plan pick."
     )
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for every RNG.")
+    galore_rank: int | None = Field(
+        None, ge=1, le=8192, description="GaLore projection rank (GaLore optimizers only)."
+    )
+    galore_update_proj_gap: int | None = Field(
+        None, ge=1, le=1_000_000, description="Steps between GaLore projector updates."
+    )
+    galore_scale: float | None = Field(
+        None, gt=0, le=100, description="Scale of GaLore's projected update."
+    )
+    galore_proj_type: GaloreProjection | None = Field(
+        None, description="Which side GaLore projects: std, reverse_std, right, left or full."
+    )
+    galore_target_modules: Annotated[list[ModuleName], Field(min_length=1)] | None = Field(
+        None, description="Module-name patterns GaLore projects (default: attention and MLP)."
+    )
     adapters: dict[AdapterName, AdapterSettings] | None = Field(
         None, min_length=1, description="Named adapters, each with its own settings."
     )

@@ -32,7 +32,15 @@ CHANGES = {
     "precision": ("bf16", 'plan["bf16"]'),
     "attention": ("eager", 'plan["attn"]'),
     "seed": (7, 'settings["seed"]'),
+    "use_dora": (True, 'plan["use_dora"]'),
+    "galore_rank": (16, 'plan["galore_rank"]'),
+    "galore_update_proj_gap": (50, 'plan["galore_update_proj_gap"]'),
+    "galore_scale": (0.5, 'plan["galore_scale"]'),
+    "galore_proj_type": ("left", 'plan["galore_proj_type"]'),
+    "galore_target_modules": (["attn"], 'plan["optim_target_modules"]'),
 }
+# GaLore's knobs only mean something with a GaLore optimizer (elsewhere they are refused).
+CONTEXT = {field: {"optimizer": "galore_adamw"} for field in CHANGES if field.startswith("galore")}
 # Fields that legitimately never change a script, and why.
 NO_EFFECT = {
     "dlm_id": "identifies the document; it names nothing in training",
@@ -74,8 +82,9 @@ def test_every_field_is_listed():
 @pytest.mark.parametrize("field", sorted(CHANGES))
 def test_changing_a_field_changes_the_script(tmp_path, field):
     value, reader = CHANGES[field]
-    before = render(tmp_path, {})
-    after = render(tmp_path, {field: value})
+    context = CONTEXT.get(field, {})
+    before = render(tmp_path, context)
+    after = render(tmp_path, {**context, field: value})
     assert before != after
     [plan_before] = adapters_of(before)
     [plan_after] = adapters_of(after)

@@ -44,12 +44,13 @@ BODIES = [
     "prose\n::instruction::\n### Q\nq\n### A\na\n::preference::\n"
     "### Prompt\np\n### Chosen\nc\n### Rejected\nr\n",
 ]
-GALORE = {"galore_adamw", "galore_adamw_8bit"}
+GALORE = {o for o in _VOCABULARY["optimizer"] if o.startswith("galore")}
 
 adapter_block = st.fixed_dictionaries(
     {},
     optional={
         "adapter": st.sampled_from(_VOCABULARY["adapter"]),
+        "use_dora": st.sampled_from([None, True, False]),
         "lora_r": st.integers(1, 256),
         "target_modules": st.sampled_from(["auto", ["q_proj"], ["q_proj", "v_proj"]]),
     },
@@ -102,12 +103,29 @@ def test_engine_promises(document, target):
     for plan in plans:
         settings_ = plan.settings
         fields = plan.fields
-        # Every plan field was decided by exactly one rule.
         decided = [d.field for d in plan.decisions]
+        assert len(decided) == len(set(decided))  # no field decided twice
+        contradiction = (settings_["adapter"], settings_["use_dora"]) in (
+            ("dora", False),
+            ("full", True),
+        )
+        refused_ids = {r.id for r in plan.refusals}
+        assert ("adapter-dora-without-dora" in refused_ids or "full-with-dora" in refused_ids) == (
+            contradiction
+        )
+        if contradiction:
+            continue
+        # Every plan field was decided by exactly one rule.
         assert sorted(decided) == sorted(RULES.plan_fields)
-        # use_dora iff DoRA was asked; the DoRA requirement iff use_dora.
-        assert fields["use_dora"] == (settings_["adapter"] == "dora")
-        assert ("peft>=0.9" in plan.requirements) == fields["use_dora"]
+        # use_dora iff DoRA was asked; a peft >= 0.9 requirement iff use_dora.
+        asked = settings_["adapter"] == "dora" or settings_["use_dora"] is True
+        assert fields["use_dora"] == asked
+        peft = next(Requirement(r) for r in plan.requirements if r.startswith("peft"))
+        assert bool(peft.specifier) == fields["use_dora"]
+        if fields["use_dora"]:
+            assert peft.specifier.contains("0.10.0") and not peft.specifier.contains("0.8.0")
+        qdora = settings_["adapter"] == "qlora" and fields["use_dora"]
+        assert ("peft>=0.10" in plan.requirements) == qdora
         # The small-base warning iff a GaLore optimizer and a base under 1B.
         small = plan.base.params is not None and plan.base.params < 1_000_000_000
         warned = any(w.id == "galore-small-base" for w in plan.warnings)
@@ -133,7 +151,7 @@ def test_engine_promises(document, target):
         assert tokens == expected
         # What a target cannot run is refused, and only then.
         refused = {r.id for r in plan.refusals}
-        cpu_galore_8bit = target == "cpu" and settings_["optimizer"] == "galore_adamw_8bit"
+        cpu_galore_8bit = target == "cpu" and settings_["optimizer"].startswith("galore_adamw_8bit")
         assert ("galore-8bit-needs-cuda" in refused) == cpu_galore_8bit
         no_bf16 = fields["precision"] == "bf16" and not RULES.targets[target]["bf16"]
         assert ("bf16-unsupported-target" in refused) == no_bf16

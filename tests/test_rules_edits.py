@@ -77,13 +77,16 @@ def test_adding_an_optimizer_is_a_table_edit(tmp_path, rules_copy):
     """The README's recipe: vocabulary + one optimizer row; no Python changes."""
     vocabulary = rules_copy / "vocabulary.yaml"
     vocabulary.write_text(
-        vocabulary.read_text().replace("galore_adamw_8bit]", "galore_adamw_8bit, adafactor]")
+        vocabulary.read_text().replace(
+            "    - galore_adamw_8bit_layerwise\n",
+            "    - galore_adamw_8bit_layerwise\n    - adafactor\n",
+        )
     )
     with (rules_copy / "optimizer.yaml").open("a") as handle:
         handle.write(
             "\n  - id: optim-adafactor\n"
             "    when: {training.optimizer: adafactor}\n"
-            "    set: {optim: adafactor, optim_target_modules: null}\n"
+            "    set: {optim: adafactor}\n"
         )
     path = write_dlm(
         tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "adafactor"}}
@@ -112,7 +115,9 @@ def test_adding_an_optimizer_is_a_table_edit(tmp_path, rules_copy):
 def test_a_vocabulary_value_without_rows_is_caught_by_the_engine(tmp_path, rules_copy):
     vocabulary = rules_copy / "vocabulary.yaml"
     vocabulary.write_text(
-        vocabulary.read_text().replace("galore_adamw_8bit]", "galore_adamw_8bit, lion]")
+        vocabulary.read_text().replace(
+            "    - galore_adamw_8bit_layerwise\n", "    - galore_adamw_8bit_layerwise\n    - lion\n"
+        )
     )
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "lion"}})
     env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
