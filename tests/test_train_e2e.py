@@ -101,6 +101,12 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
     assert any("lora_A" in name for name in tensors)
     assert not any("lora_magnitude_vector" in name for name in tensors)
     assert manifest["versions"]["transformers"]
+    # How far the adapter moved the model on the held-out rows, and per-step timing.
+    assert run_["delta_kl"] > 0 and 0 < run_["delta_js"] <= math.log(2)
+    assert run_["positions"] > 0
+    assert len(run_["step_seconds"]) == 12 and run_["mean_step_seconds"] > 0
+    assert len(run_["losses"]) == 12
+    assert len(run_["rows_sha256"]) == 64
 
 
 def test_lm_head_in_target_modules_trains_in_full(tmp_path, tiny_model):
@@ -224,3 +230,39 @@ def test_missing_requirement_is_reported_before_anything_heavy(tmp_path, tiny_mo
     result = run(script, tmp_path / "run")
     assert result.returncode == 1
     assert "1. flash-attn is not installed: pip install 'flash-attn>=2'" in result.stderr
+
+
+def test_qdora_trains_on_cpu(tmp_path, tiny_model):
+    manifest, _ = train(tmp_path, tiny_model, {"adapter": "qlora", "use_dora": True})
+    [run_] = manifest["adapters"]
+    assert run_["loaded_in_4bit"] is True and run_["plan"]["use_dora"] is True
+    tensors = adapter_tensors(Path(run_["adapter_dir"]))
+    assert any("lora_magnitude_vector" in name for name in tensors)
+    assert math.isfinite(run_["final_train_loss"])
+
+
+def test_full_fine_tuning_with_galore_and_its_knobs(tmp_path, tiny_model):
+    training = {
+        "adapter": "full",
+        "optimizer": "galore_adamw",
+        "galore_rank": 4,
+        "galore_update_proj_gap": 2,
+        "galore_proj_type": "left",
+    }
+    manifest, output_dir = train(tmp_path, tiny_model, training, steps=6)
+    [run_] = manifest["adapters"]
+    assert run_["adapter_dir"] is None
+    assert (output_dir / "model" / "model.safetensors").is_file()
+    optimizer = run_["optimizer"]
+    assert optimizer["class"] == "galore_torch.adamw.AdamW"
+    assert optimizer["galore"] == {
+        "rank": 4,
+        "update_proj_gap": 2,
+        "scale": 0.25,
+        "proj_type": "left",
+    }
+    # 2 layers x 7 attention/MLP projections, the base weights themselves.
+    assert optimizer["projected_tensors"] == 14
+    assert run_["trainable_parameters"] > 100_000  # every weight trains
+    assert run_["final_train_loss"] < run_["first_loss"]
+    assert run_["delta_kl"] > 0  # measured against a freshly loaded base
