@@ -19,7 +19,7 @@ setup: $(BIN)/python
 # Torch first, pinned to the local CPU wheel; then the training stack and dev tools.
 setup-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,qlora,galore,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,qlora,galore,plot,dev]"
 
 # The whole path on this machine: explain a GPU plan, then build a tiny model
 # offline, render a DoRA document for the CPU and train it for a few steps.

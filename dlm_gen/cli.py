@@ -49,6 +49,21 @@ def _parser() -> argparse.ArgumentParser:
         "--verbose", "-v", action="store_true", help="show each decision and its rule"
     )
 
+    compare = commands.add_parser(
+        "compare", help="two runs side by side, and whether DoRA earns its step-time tax"
+    )
+    compare.add_argument("run_a", metavar="RUN_A", help="a run.json, or the directory holding it")
+    compare.add_argument("run_b", metavar="RUN_B")
+    compare.add_argument("--adapter", help="the adapter to compare, for multi-adapter runs")
+    compare.add_argument("--plot", metavar="FILE.png", help="write both loss curves as a PNG")
+    compare.add_argument("--json", action="store_true", help="print one JSON object")
+    compare.add_argument(
+        "--threshold", type=float, help="gain the challenger needs (default: rules/compare.yaml)"
+    )
+    compare.add_argument(
+        "--force", action="store_true", help="compare runs of different rows anyway"
+    )
+
     commands.add_parser("schema", help="print the frontmatter JSON Schema")
     commands.add_parser("targets", help="list the target profiles")
     return parser
@@ -63,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return _render(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "schema":
             return _schema()
         return _targets()
@@ -131,6 +148,32 @@ def _check(args: argparse.Namespace) -> int:
         _print_problems(problems)
         return 1
     print(f"{len(args.files)} document(s) in sync with {args.out}/")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dlm_gen import compare
+    from dlm_gen.rules import load_rules
+
+    a = compare.load_run(args.run_a, args.adapter)
+    b = compare.load_run(args.run_b, args.adapter)
+    notes = compare.check_same_rows(a, b, args.force)
+    rows = compare.table(a, b)
+    decided = compare.verdict(a, b, load_rules().verdicts, args.threshold)
+    if args.plot:
+        compare.plot(a, b, Path(args.plot))
+    for note in notes:
+        print(note, file=sys.stderr)
+    if args.json:
+        data = {"a": args.run_a, "b": args.run_b, "figures": rows, "verdict": decided}
+        print(json.dumps(data, indent=2))
+        return 0
+    print(compare.format_table(a, b, rows))
+    print(f"\nverdict: {decided['text']}")
+    if args.plot:
+        print(f"plot: {args.plot}")
     return 0
 
 

@@ -113,6 +113,7 @@ class RuleSet:
     default_target: str
     plan_fields: tuple[str, ...]
     version: str  # content hash of every table file
+    verdicts: tuple[dict, ...] = ()
 
     def rule(self, rule_id: str) -> Rule:
         return next(r for t in self.tables for r in t.rules if r.id == rule_id)
@@ -254,6 +255,7 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
     base_models: dict[str, dict] = {}
     architectures: dict[str, dict] = {}
     targets: dict[str, dict] = {}
+    verdicts: list[dict] = []
     default_target: str | None = None
     problems: list[str] = []
     for label, document in loaded:
@@ -267,6 +269,8 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
             architectures.update(value["model_types"])
         elif kind == "vocabulary":
             continue  # read by dlm_gen.schema when the models are built
+        elif kind == "verdicts":
+            verdicts.extend(value["verdicts"])
         else:
             targets.update(value["targets"])
             default_target = value["default"]
@@ -297,6 +301,7 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
         default_target=default_target or "",
         plan_fields=tuple(name for table in order for name in sorted(table.sets)),
         version=version,
+        verdicts=tuple(verdicts),
     )
 
 
