@@ -31,6 +31,7 @@ class BaseModel:
     params: int | None
     target_modules: tuple[str, ...] | None
     max_position_embeddings: int | None
+    decoder_layer: str | None = None
 
     def facts(self) -> dict[str, object]:
         return {
@@ -45,6 +46,7 @@ class BaseModel:
                 list(self.target_modules) if self.target_modules is not None else None
             ),
             "base.max_position_embeddings": self.max_position_embeddings,
+            "base.decoder_layer": self.decoder_layer,
         }
 
 
@@ -109,6 +111,7 @@ def from_registry(key: str, entry: dict, families: dict, source: str = "registry
         params=count_parameters(entry["config"], family),
         target_modules=tuple(modules) if modules else None,
         max_position_embeddings=entry["config"]["max_position_embeddings"],
+        decoder_layer=family.get("decoder_layer"),
     )
 
 
@@ -142,6 +145,7 @@ def from_directory(key: str, directory: Path, families: dict) -> BaseModel:
         params=params,
         target_modules=tuple(modules) if modules else None,
         max_position_embeddings=config.get("max_position_embeddings"),
+        decoder_layer=family.get("decoder_layer") if family else None,
     )
 
 

@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="write generated/train_<hash>.py")
     render.add_argument("file", metavar="FILE.dlm")
     render.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
+    render.add_argument(
+        "--processes", type=_positive, help="training processes (default: the target's GPUs)"
+    )
     render.add_argument("--out", default="generated", help="output directory (default: generated)")
 
     check = commands.add_parser(
@@ -38,11 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", metavar="FILE.dlm", nargs="+")
     check.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
+    check.add_argument(
+        "--processes", type=_positive, help="training processes (default: the target's GPUs)"
+    )
     check.add_argument("--out", default="generated", help="output directory (default: generated)")
 
     explain = commands.add_parser("explain", help="print the plan and why it was chosen")
     explain.add_argument("file", metavar="FILE.dlm")
     explain.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
+    explain.add_argument(
+        "--processes", type=_positive, help="training processes (default: the target's GPUs)"
+    )
     output = explain.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON object")
     output.add_argument(
@@ -67,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("schema", help="print the frontmatter JSON Schema")
     commands.add_parser("targets", help="list the target profiles")
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +120,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     rules = load_rules()
     document = load_document(args.file)
-    plans = make_plans(document, rules, args.target)
+    plans = make_plans(document, rules, args.target, args.processes)
     if args.json:
         print(json.dumps(explain_json(plans, args.file, plans[0].target), indent=2))
     else:
@@ -129,7 +145,7 @@ def _render(args: argparse.Namespace) -> int:
 
     rules = load_rules()
     document = load_document(args.file)
-    plans = make_plans(document, rules, args.target)
+    plans = make_plans(document, rules, args.target, args.processes)
     refused = refusal_error(document, plans)
     if refused:
         raise refused
@@ -143,7 +159,11 @@ def _check(args: argparse.Namespace) -> int:
 
     from dlm_gen.check import check_document
 
-    problems = [p for file in args.files for p in check_document(file, Path(args.out), args.target)]
+    problems = [
+        p
+        for file in args.files
+        for p in check_document(file, Path(args.out), args.target, args.processes)
+    ]
     if problems:
         _print_problems(problems)
         return 1

@@ -27,6 +27,7 @@ BASE_FACTS: dict[str, Domain] = {
     "base.params": None,
     "base.target_modules": None,
     "base.max_position_embeddings": None,
+    "base.decoder_layer": None,
 }
 TARGET_FACTS: dict[str, Domain] = {
     "target.name": None,
@@ -37,6 +38,7 @@ TARGET_FACTS: dict[str, Domain] = {
     "target.bf16": (True, False),
     "target.flash_attn": (True, False),
     "target.gpu_count": None,
+    "target.processes": None,
 }
 CORPUS_FACTS: dict[str, Domain] = {
     "corpus.text_rows": None,
@@ -73,8 +75,13 @@ def input_fact_domains() -> dict[str, Domain]:
     return {**training_facts(), **BASE_FACTS, **TARGET_FACTS, **CORPUS_FACTS}
 
 
-def target_facts(name: str, profile: Mapping[str, object]) -> dict[str, object]:
-    return {"target.name": name, **{f"target.{key}": value for key, value in profile.items()}}
+def target_facts(
+    name: str, profile: Mapping[str, object], processes: int | None = None
+) -> dict[str, object]:
+    """The profile's facts; `processes` (training processes) defaults to its GPU count."""
+    facts = {"target.name": name, **{f"target.{key}": value for key, value in profile.items()}}
+    facts["target.processes"] = processes or max(1, int(profile["gpu_count"]))
+    return facts
 
 
 def document_facts(document: Document, adapter: str | None) -> dict[str, object]:

@@ -148,11 +148,18 @@ def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
     )
 
 
-def make_plans(document: Document, rules: RuleSet, target: str | None = None) -> list[Plan]:
-    """One plan per adapter (a single-adapter document has one, unnamed)."""
+def make_plans(
+    document: Document, rules: RuleSet, target: str | None = None, processes: int | None = None
+) -> list[Plan]:
+    """One plan per adapter (a single-adapter document has one, unnamed).
+
+    `processes` overrides the target's GPU count as the number of training
+    processes (e.g. two CPU processes under torchrun).
+    """
     target_name = resolve_target(rules, target)
     base = resolve_base(document, rules)
-    common = {**base.facts(), **facts.target_facts(target_name, rules.targets[target_name])}
+    profile = rules.targets[target_name]
+    common = {**base.facts(), **facts.target_facts(target_name, profile, processes)}
     plans = []
     for adapter in document.adapter_names:
         known = {**common, **facts.document_facts(document, adapter)}

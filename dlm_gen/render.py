@@ -59,7 +59,8 @@ def render_plans(document: Document, plans: list[Plan], rules: RuleSet) -> Rende
 
 def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str, object]:
     base = plans[0].base
-    target = {"name": plans[0].target, **rules.targets[plans[0].target]}
+    processes = plans[0].fields["processes"]
+    target = {"name": plans[0].target, **rules.targets[plans[0].target], "processes": processes}
     rows, preference_rows = [], 0
     for row in document.rows:
         if isinstance(row, TextRow):
@@ -81,7 +82,9 @@ def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str,
     return {
         "document_name": Path(document.path).name,
         "target_name": target["name"],
-        "target_description": target["gpu"] or "host CPU",
+        "target_description": (target["gpu"] or "host CPU")
+        + (f", {processes} processes" if processes > 1 else ""),
+        "launch": "python" if processes == 1 else f"torchrun --nproc_per_node {processes}",
         "target": target,
         "base_model": {
             "key": base.key,
@@ -90,6 +93,7 @@ def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str,
             "revision": base.revision,
             "architecture": base.architecture,
             "params": base.params,
+            "decoder_layer": base.decoder_layer,
         },
         "system_prompt": document.frontmatter.system_prompt,
         "requirements": list(requirements_of(plans)),

@@ -266,3 +266,46 @@ def test_full_fine_tuning_with_galore_and_its_knobs(tmp_path, tiny_model):
     assert run_["trainable_parameters"] > 100_000  # every weight trains
     assert run_["final_train_loss"] < run_["first_loss"]
     assert run_["delta_kl"] > 0  # measured against a freshly loaded base
+
+
+def test_two_process_torchrun_on_cpu(tmp_path, tiny_model):
+    """gloo DDP: both ranks train, rank 0 alone writes one adapter and one run.json."""
+    script = render_for_processes(tmp_path, tiny_model, 2)
+    output_dir = tmp_path / "run"
+    plain = run(script, output_dir, "--max-steps", "2")
+    assert plain.returncode == 1 and "torchrun --nproc_per_node 2" in plain.stderr
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            "--output-dir",
+            str(output_dir),
+            "--max-steps",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0: trained 4 step(s)" in result.stdout
+    assert "rank 1: trained 4 step(s)" in result.stdout
+    manifest = json.loads((output_dir / "run.json").read_text())
+    assert manifest["world_size"] == 2
+    assert [p.name for p in output_dir.rglob("run.json")] == ["run.json"]
+    assert len(list(output_dir.rglob("adapter_model.safetensors"))) == 2  # adapter + checkpoint
+    assert (output_dir / "adapter" / "adapter_model.safetensors").is_file()
+    [run_] = manifest["adapters"]
+    assert run_["trainer_args"]["max_steps"] == 4 and math.isfinite(run_["final_train_loss"])
+
+
+def render_for_processes(directory: Path, base: Path, processes: int) -> Path:
+    path = write_dlm(directory, {"base_model": str(base), "training": FAST}, BODY)
+    rules = load_rules()
+    document = load_document(path)
+    plans = make_plans(document, rules, "cpu", processes)
+    return write_atomically(directory / "generated", render_plans(document, plans, rules))
