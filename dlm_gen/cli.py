@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="compare runs of different rows anyway"
     )
 
+    doctor = commands.add_parser(
+        "doctor", help="this host: matching target, GPUs, versions (imports torch)"
+    )
+    doctor.add_argument("file", metavar="FILE.dlm", nargs="?", help="also plan it for this host")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+
     commands.add_parser("schema", help="print the frontmatter JSON Schema")
     commands.add_parser("targets", help="list the target profiles")
     return parser
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "schema":
             return _schema()
         return _targets()
@@ -195,6 +203,74 @@ def _compare(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"plot: {args.plot}")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from dlm_gen import doctor
+    from dlm_gen.rules import load_rules
+
+    rules = load_rules()
+    host = doctor.detect_host()
+    profile = doctor.matching_profile(host, rules.targets)
+    report: dict[str, object] = {
+        "profile": profile,
+        "host": host,
+        "versions": doctor.installed_versions(),
+    }
+    if profile is None:
+        report["new_profile_yaml"] = doctor.new_profile_yaml(host)
+    unmet = False
+    if args.file:
+        from dlm_gen.document import load_document
+        from dlm_gen.plan import make_plans, requirements_of
+
+        document = load_document(args.file)
+        plans = make_plans(document, rules, profile or "host")
+        status = doctor.requirement_status(requirements_of(plans))
+        unmet = not all(item["met"] for item in status) or any(p.refused for p in plans)
+        report["document"] = {
+            "file": args.file,
+            "reasons": {str(p.adapter_name): p.reason() for p in plans},
+            "refusals": [r.id for p in plans for r in p.refusals],
+            "requirements": status,
+        }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_doctor_text(report))
+    return 1 if unmet else 0
+
+
+def _doctor_text(report: dict) -> str:
+    host = report["host"]
+    lines = [f"target profile: {report['profile'] or 'none matches this host'}"]
+    if host["backend"] == "cpu":
+        lines.append("GPUs: none (CUDA not available)")
+    else:
+        lines.append(
+            f"GPUs: {host['gpu_count']} x {host['gpu']}, compute capability "
+            f"{host['compute_capability']}, {host['memory_gb']} GB, "
+            f"bf16 {'yes' if host['bf16'] else 'no'}"
+        )
+    if "new_profile_yaml" in report:
+        lines.append("add this profile to rules/targets.yaml:\n" + report["new_profile_yaml"])
+    lines.append("installed:")
+    for name, version in report["versions"].items():
+        lines.append(f"  {name:<13} {version or 'not installed'}")
+    if "document" in report:
+        document = report["document"]
+        lines.append(f"plan for this host ({document['file']}):")
+        for name, reason in document["reasons"].items():
+            prefix = "" if name == "None" else f"[{name}] "
+            lines.append(f"  {prefix}reason: {reason}")
+        for refusal in document["refusals"]:
+            lines.append(f"  refused: {refusal}")
+        lines.append("requirements:")
+        for item in document["requirements"]:
+            mark = "ok" if item["met"] else "MISSING" if item["installed"] is None else "TOO OLD"
+            installed = item["installed"] or "-"
+            lines.append(f"  {mark:<7} {item['requirement']:<24} installed: {installed}")
+    return "\n".join(lines)
 
 
 def _schema() -> int:

@@ -31,6 +31,7 @@ class Plan:
     document: str
     adapter_name: str | None
     target: str
+    target_profile: dict[str, object]
     base: basemodels.BaseModel
     settings: dict[str, object]  # the document's effective training settings
     fields: dict[str, object]  # the decided plan fields
@@ -88,18 +89,29 @@ def _finding_json(finding: engine.Finding) -> dict[str, object]:
     return data
 
 
-def resolve_target(rules: RuleSet, name: str | None) -> str:
-    """The target profile name, or a usage error with the known names."""
+HOST_TARGET = "host"
+
+
+def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, object]]:
+    """The target's name and profile, or an error with the known names.
+
+    `host` is this machine as `dlm-gen doctor` sees it (imports torch; a plan
+    for it is not reproducible on another machine).
+    """
     name = name or rules.default_target
     if name in rules.targets:
-        return name
+        return name, rules.targets[name]
+    if name == HOST_TARGET:
+        from dlm_gen.doctor import detect_host
+
+        return HOST_TARGET, detect_host()
     close = difflib.get_close_matches(name, list(rules.targets), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise DlmError.one(
         "--target",
         None,
         None,
-        f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))})",
+        f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))}, host)",
     )
 
 
@@ -156,9 +168,8 @@ def make_plans(
     `processes` overrides the target's GPU count as the number of training
     processes (e.g. two CPU processes under torchrun).
     """
-    target_name = resolve_target(rules, target)
+    target_name, profile = resolve_target(rules, target)
     base = resolve_base(document, rules)
-    profile = rules.targets[target_name]
     common = {**base.facts(), **facts.target_facts(target_name, profile, processes)}
     plans = []
     for adapter in document.adapter_names:
@@ -169,6 +180,7 @@ def make_plans(
                 document=document.path,
                 adapter_name=adapter,
                 target=target_name,
+                target_profile=dict(profile),
                 base=base,
                 settings=document.training.for_adapter(adapter),
                 fields=outcome.fields,

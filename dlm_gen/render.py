@@ -60,7 +60,7 @@ def render_plans(document: Document, plans: list[Plan], rules: RuleSet) -> Rende
 def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str, object]:
     base = plans[0].base
     processes = plans[0].fields["processes"]
-    target = {"name": plans[0].target, **rules.targets[plans[0].target], "processes": processes}
+    target = {"name": plans[0].target, **plans[0].target_profile, "processes": processes}
     rows, preference_rows = [], 0
     for row in document.rows:
         if isinstance(row, TextRow):

@@ -1,0 +1,108 @@
+"""`dlm-gen doctor`: what this host is, which target profile it matches, what is installed.
+
+The only command that imports torch (to ask CUDA what is there). With a
+document it also plans for this host and checks the installed versions
+against the plan's requirements. `--target host` in render/explain uses the
+same detection; such a script is not reproducible across machines.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+
+PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "galore-torch", "accelerate")
+MEMORY_TOLERANCE = 0.10  # a profile's memory may differ this much from what CUDA reports
+
+
+def detect_host() -> dict[str, object]:
+    """The host as a target profile (the keys of rules/targets.yaml)."""
+    try:
+        import torch
+    except ImportError:
+        return _cpu_profile()
+    if not torch.cuda.is_available():
+        return _cpu_profile()
+    properties = torch.cuda.get_device_properties(0)
+    capability = float(f"{properties.major}.{properties.minor}")
+    return {
+        "backend": "cuda",
+        "gpu": properties.name,
+        "compute_capability": capability,
+        "memory_gb": round(properties.total_memory / 1e9),
+        "bf16": bool(torch.cuda.is_bf16_supported()),
+        "flash_attn": capability >= 8.0,
+        "gpu_count": torch.cuda.device_count(),
+    }
+
+
+def _cpu_profile() -> dict[str, object]:
+    return {
+        "backend": "cpu",
+        "gpu": None,
+        "compute_capability": None,
+        "memory_gb": None,
+        "bf16": True,
+        "flash_attn": False,
+        "gpu_count": 0,
+    }
+
+
+def matching_profile(host: dict[str, object], targets: dict[str, dict]) -> str | None:
+    """The shipped profile that describes this host, if one does."""
+    for name, profile in targets.items():
+        if profile["backend"] != host["backend"] or profile["gpu_count"] != host["gpu_count"]:
+            continue
+        if host["backend"] == "cpu":
+            return name
+        same_capability = profile["compute_capability"] == host["compute_capability"]
+        memory = float(profile["memory_gb"] or 0)
+        close_memory = abs(memory - float(host["memory_gb"])) <= MEMORY_TOLERANCE * memory
+        if same_capability and close_memory:
+            return name
+    return None
+
+
+def new_profile_yaml(host: dict[str, object]) -> str:
+    """A targets.yaml entry for an unknown host, to paste into rules/targets.yaml."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(host["gpu"]).lower()).strip("-") or "host"
+    if int(host["gpu_count"]) > 1:
+        slug = f"{host['gpu_count']}x{slug}"
+    values = ", ".join(f"{key}: {_yaml_scalar(value)}" for key, value in host.items())
+    return f"  {slug}:\n    {{{values}}}"
+
+
+def _yaml_scalar(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def installed_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def requirement_status(requirements: tuple[str, ...]) -> list[dict[str, object]]:
+    """Each PEP 508 requirement with the installed version and whether it is met."""
+    from packaging.requirements import Requirement
+
+    status = []
+    for text in requirements:
+        requirement = Requirement(text)
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        met = installed is not None and requirement.specifier.contains(installed, prereleases=True)
+        status.append({"requirement": text, "installed": installed, "met": met})
+    return status
