@@ -32,6 +32,7 @@ class BaseModel:
     target_modules: tuple[str, ...] | None
     max_position_embeddings: int | None
     decoder_layer: str | None = None
+    shape: dict | None = None  # the config shapes the memory estimate needs
 
     def facts(self) -> dict[str, object]:
         return {
@@ -47,6 +48,7 @@ class BaseModel:
             ),
             "base.max_position_embeddings": self.max_position_embeddings,
             "base.decoder_layer": self.decoder_layer,
+            "base.shape": self.shape,
         }
 
 
@@ -112,6 +114,7 @@ def from_registry(key: str, entry: dict, families: dict, source: str = "registry
         target_modules=tuple(modules) if modules else None,
         max_position_embeddings=entry["config"]["max_position_embeddings"],
         decoder_layer=family.get("decoder_layer"),
+        shape=_shape(entry["config"]),
     )
 
 
@@ -146,7 +149,27 @@ def from_directory(key: str, directory: Path, families: dict) -> BaseModel:
         target_modules=tuple(modules) if modules else None,
         max_position_embeddings=config.get("max_position_embeddings"),
         decoder_layer=family.get("decoder_layer") if family else None,
+        shape=_shape(config) if family else None,
     )
+
+
+SHAPE_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+)
+
+
+def _shape(config: dict) -> dict | None:
+    shape = {key: config.get(key) for key in SHAPE_KEYS}
+    required = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    if not all(isinstance(shape[key], int) for key in (*required, "vocab_size")):
+        return None
+    return shape
 
 
 def format_size(params: int | float | None) -> str:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from dlm_gen import conditions
 from dlm_gen.basemodels import format_size
+from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
+from dlm_gen.memory import estimate
 from dlm_gen.rules import PLACEHOLDER, FactRef, Requirement, Rule, RuleSet
 
 
@@ -44,6 +46,7 @@ class Outcome:
     refusals: tuple[Finding, ...]
     requirements: tuple[tuple[Requirement, str], ...]  # (requirement, rule id)
     fired: tuple[str, ...]  # ids of every rule that fired, in order
+    memory: dict[str, object]  # the memory estimate's facts (empty without one)
 
 
 def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
@@ -55,7 +58,12 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
     refusals: list[Finding] = []
     requirements: list[tuple[Requirement, str]] = []
     fired: list[str] = []
-    for table in rules.tables:
+    tables = {table.name: table for table in rules.tables}
+    for step in rules.order or [table.name for table in rules.tables]:
+        if step == MEMORY_PROVIDER.name:
+            known.update(estimate(known, rules.memory or {}))
+            continue
+        table = tables[step]
         for rule in table.rules:
             if not conditions.holds(rule.condition, known):
                 continue
@@ -86,6 +94,7 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
                     "rules/",
                 )
             )
+    memory = {k: v for k, v in known.items() if k.startswith("memory.")}
     return Outcome(
         fields,
         tuple(decisions),
@@ -93,6 +102,7 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
         tuple(refusals),
         tuple(requirements),
         tuple(fired),
+        memory,
     )
 
 
@@ -111,6 +121,8 @@ def fill(template: str, facts: Mapping[str, object]) -> str:
         value = facts.get(match.group(1))
         if match.group(2) == "size":
             return format_size(value if isinstance(value, (int, float)) else None)
+        if match.group(2) == "gb":
+            return f"{value:.1f} GB" if isinstance(value, (int, float)) else "unknown"
         return show(value)
 
     return PLACEHOLDER.sub(replace, template)

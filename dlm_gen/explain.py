@@ -36,6 +36,7 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
             lines.append(f"  {'':<{width}}   when {conditions.describe(rule.condition)}")
             if rule.why:
                 lines.append(f"  {'':<{width}}   why: {rule.why}")
+    lines += memory_lines(plan)
     for warning in plan.warnings:
         lines.append(f"warning {warning.token} ({warning.source}): {warning.message.strip()}")
     for refusal in plan.refusals:
@@ -57,3 +58,28 @@ def explain_json(plans: list[Plan], document: str, target: str) -> dict[str, obj
         "refusals": [r for p in plans for r in p.to_json()["refusals"]],
         "requirements": list(requirements_of(plans)),
     }
+
+
+def memory_lines(plan: Plan) -> list[str]:
+    """The memory estimate per device, part by part (rules/memory.yaml)."""
+    memory = {k.removeprefix("memory."): v for k, v in (plan.memory or {}).items()}
+    if memory.get("weights_gb") is None:
+        return ["memory estimate: none (the base's shape is unknown)"]
+
+    def gb(key: str) -> str:
+        return f"{memory[key]:.2f} GB"
+
+    budget = memory.get("budget_gb")
+    checkpointed = plan.fields.get("gradient_checkpointing")
+    lines = [
+        "memory estimate (per device):",
+        f"  weights {gb('weights_gb')}, adapter {gb('adapter_gb')}, gradients "
+        f"{gb('gradients_gb')}, optimizer state {gb('optimizer_gb')}, overhead "
+        f"{gb('overhead_gb')}",
+        f"  activations per row: {gb('activations_per_sample_gb')} "
+        f"({gb('activations_checkpointed_per_sample_gb')} with gradient checkpointing)",
+        f"  total at micro-batch {plan.fields.get('micro_batch_size')}"
+        f"{' with checkpointing' if checkpointed else ''}: {gb('total_gb')}"
+        + (f" of {budget:.2f} GB usable ({memory['status']})" if budget is not None else ""),
+    ]
+    return lines

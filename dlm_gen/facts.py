@@ -28,6 +28,7 @@ BASE_FACTS: dict[str, Domain] = {
     "base.target_modules": None,
     "base.max_position_embeddings": None,
     "base.decoder_layer": None,
+    "base.shape": None,
 }
 TARGET_FACTS: dict[str, Domain] = {
     "target.name": None,

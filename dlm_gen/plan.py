@@ -40,6 +40,7 @@ class Plan:
     refusals: tuple[engine.Finding, ...]
     requirements: tuple[str, ...]
     requirement_specs: tuple[Requirement, ...] = ()
+    memory: dict[str, object] | None = None  # the memory.* facts of the estimate
 
     @property
     def refused(self) -> bool:
@@ -73,6 +74,7 @@ class Plan:
             "settings": dict(self.settings),
             "base_model": {k.removeprefix("base."): v for k, v in self.base.facts().items()},
             "target": self.target,
+            "memory": {k.removeprefix("memory."): v for k, v in (self.memory or {}).items()},
         }
         if self.adapter_name is not None:
             data = {"name": self.adapter_name, **data}
@@ -189,6 +191,7 @@ def make_plans(
                 refusals=outcome.refusals,
                 requirements=merge_requirements(req for req, _ in outcome.requirements),
                 requirement_specs=tuple(req for req, _ in outcome.requirements),
+                memory=outcome.memory,
             )
         )
     return plans

@@ -26,10 +26,12 @@ from pathlib import Path
 from dlm_gen import conditions, yamlsrc
 from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.facts import Domain, input_fact_domains
+from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
+from dlm_gen.memory import Provider
 from dlm_gen.resources import data_dir
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+\.[a-z0-9_]+)(?:\|([a-z]+))?\}")
-FORMATTERS = ("size",)
+FORMATTERS = ("size", "gb")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class RuleSet:
     plan_fields: tuple[str, ...]
     version: str  # content hash of every table file
     verdicts: tuple[dict, ...] = ()
+    memory: dict | None = None  # coefficients of the memory estimate (rules/memory.yaml)
+    order: tuple[str, ...] = ()  # tables and fact providers, in evaluation order
 
     def rule(self, rule_id: str) -> Rule:
         return next(r for t in self.tables for r in t.rules if r.id == rule_id)
@@ -256,6 +260,7 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
     architectures: dict[str, dict] = {}
     targets: dict[str, dict] = {}
     verdicts: list[dict] = []
+    memory_table: dict | None = None
     default_target: str | None = None
     problems: list[str] = []
     for label, document in loaded:
@@ -271,6 +276,8 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
             continue  # read by dlm_gen.schema when the models are built
         elif kind == "verdicts":
             verdicts.extend(value["verdicts"])
+        elif kind == "memory":
+            memory_table = value
         else:
             targets.update(value["targets"])
             default_target = value["default"]
@@ -283,25 +290,33 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
         if entry["model_type"] not in architectures and "target_modules" not in entry:
             problems.append(f"base model '{key}': model_type '{entry['model_type']}' unknown")
     plan_domains = _plan_domains(tables)
-    domains = {**input_fact_domains(), **{f"plan.{k}": v for k, v in plan_domains.items()}}
+    providers = [MEMORY_PROVIDER] if memory_table is not None else []
+    domains = {
+        **input_fact_domains(),
+        **{f"plan.{k}": v for k, v in plan_domains.items()},
+        **{name: d for provider in providers for name, d in provider.provides.items()},
+    }
     problems += _check_ids(tables)
     problems += _check_rules(tables, domains)
     problems += _check_ownership(tables)
     problems += _check_overlaps(tables, domains)
     problems += [p for table in tables for p in _check_reads_within(table)]
-    order, cycle_problems = _evaluation_order(tables)
+    order, cycle_problems = _evaluation_order(tables, providers)
     problems += cycle_problems
     if problems:
         raise RulesError(_report(problems))
+    ordered_tables = [step for step in order if isinstance(step, Table)]
     return RuleSet(
-        tables=tuple(order),
+        tables=tuple(ordered_tables),
         base_models=base_models,
         architectures=architectures,
         targets=targets,
         default_target=default_target or "",
-        plan_fields=tuple(name for table in order for name in sorted(table.sets)),
+        plan_fields=tuple(name for table in ordered_tables for name in sorted(table.sets)),
         version=version,
         verdicts=tuple(verdicts),
+        memory=memory_table,
+        order=tuple(step.name for step in order),
     )
 
 
@@ -478,15 +493,25 @@ def _show(value: object) -> str:
     return f"fact {value.fact}" if isinstance(value, FactRef) else json.dumps(value)
 
 
-def _evaluation_order(tables: list[Table]) -> tuple[list[Table], list[str]]:
-    """Tables sorted so that each runs after the tables owning the plan fields it reads."""
-    owner = {name: table for table in tables for name in table.sets}
-    needs = {
-        table.name: {owner[f].name for f in table.plan_reads() if f in owner} - {table.name}
-        for table in tables
+def _evaluation_order(
+    tables: list[Table], providers: list[Provider]
+) -> tuple[list[Table | Provider], list[str]]:
+    """Tables and fact providers, each after whatever owns the facts it reads."""
+    owner: dict[str, Table | Provider] = {
+        f"plan.{name}": table for table in tables for name in table.sets
     }
-    by_name = {table.name: table for table in tables}
-    order: list[Table] = []
+    owner.update({fact: provider for provider in providers for fact in provider.provides})
+    reads: dict[str, set[str]] = {
+        table.name: {fact for rule in table.rules for fact in rule.reads()} for table in tables
+    }
+    reads.update({provider.name: set(provider.reads) for provider in providers})
+    needs = {
+        name: {owner[fact].name for fact in facts if fact in owner} - {name}
+        for name, facts in reads.items()
+    }
+    by_name: dict[str, Table | Provider] = {t.name: t for t in tables}
+    by_name.update({p.name: p for p in providers})
+    order: list[Table | Provider] = []
     done: set[str] = set()
     pending = sorted(by_name)
     while pending:
@@ -512,15 +537,26 @@ def _cycle_message(pending, needs, by_name, owner) -> str:
         path.append(following)
     steps = []
     for here, there in itertools.pairwise(path):
-        reader = next(
-            (r, f)
-            for r in by_name[here].rules
-            for f in sorted(r.reads())
-            if f.startswith("plan.") and owner.get(f.removeprefix("plan.")) is by_name[there]
-        )
-        setter = next(r for r in by_name[there].rules if reader[1].removeprefix("plan.") in r.sets)
-        steps.append(
-            f"rule {reader[0].id} ({reader[0].source}) reads {reader[1]}, "
-            f"set by rule {setter.id} ({setter.source})"
-        )
+        reader, fact = _reader_of(by_name[here], by_name[there], owner)
+        setter = _setter_of(by_name[there], fact)
+        steps.append(f"{reader} reads {fact}, set by {setter}")
     return "dependency cycle between tables: " + "; ".join(steps)
+
+
+def _reader_of(node, other, owner) -> tuple[str, str]:
+    if isinstance(node, Provider):
+        fact = next(f for f in sorted(node.reads) if owner.get(f) is other)
+        return f"fact provider {node.name}", fact
+    for rule in node.rules:
+        for fact in sorted(rule.reads()):
+            if owner.get(fact) is other:
+                return f"rule {rule.id} ({rule.source})", fact
+    raise AssertionError("no reader")  # unreachable: needs came from these reads
+
+
+def _setter_of(node, fact: str) -> str:
+    if isinstance(node, Provider):
+        return f"fact provider {node.name}"
+    field = fact.removeprefix("plan.")
+    rule = next(r for r in node.rules if field in r.sets)
+    return f"rule {rule.id} ({rule.source})"

@@ -1,0 +1,241 @@
+"""Estimate training memory per device, and resolve what depends on it.
+
+The coefficients are data (`rules/memory.yaml`); this module is the
+arithmetic. It runs inside the engine as a *fact provider*: once the plan
+fields it reads are decided (dtype, 4-bit loading, adapter, target modules,
+GaLore rank, processes, strategy, attention), it adds `memory.*` facts that
+the batching table's rows test (fits, fits with checkpointing, does not fit)
+and copy (the largest micro-batch that fits, the accumulation that reaches
+the effective batch). Every figure is in GB (1e9 bytes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+GB = 1e9
+STATUSES = ("no-estimate", "fits", "fits-checkpointed", "does-not-fit")
+ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Facts computed by Python from facts the tables decided (see rules._evaluation_order)."""
+
+    name: str
+    reads: frozenset[str]
+    provides: dict[str, tuple[object, ...] | None]
+
+
+PROVIDER = Provider(
+    name="memory-estimate",
+    reads=frozenset(
+        {
+            "plan.torch_dtype",
+            "plan.qlora",
+            "plan.peft",
+            "plan.use_dora",
+            "plan.target_modules",
+            "plan.galore_rank",
+            "plan.processes",
+            "plan.strategy",
+            "plan.attn",
+        }
+    ),
+    provides={
+        "memory.status": STATUSES,
+        "memory.explicit_status": STATUSES,
+        "memory.auto_micro_batch": None,
+        "memory.auto_grad_accum": None,
+        "memory.budget_gb": None,
+        "memory.weights_gb": None,
+        "memory.adapter_gb": None,
+        "memory.gradients_gb": None,
+        "memory.optimizer_gb": None,
+        "memory.activations_per_sample_gb": None,
+        "memory.activations_checkpointed_per_sample_gb": None,
+        "memory.overhead_gb": None,
+        "memory.total_gb": None,
+        "memory.min_total_gb": None,
+        "memory.trainable_params": None,
+    },
+)
+
+
+def module_shapes(shape: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """(out, in) of each linear of one decoder layer, under both naming schemes."""
+    hidden = shape["hidden_size"]
+    heads = shape["num_attention_heads"]
+    kv_heads = shape.get("num_key_value_heads") or heads
+    head_dim = shape.get("head_dim") or hidden // heads
+    inner = shape["intermediate_size"]
+    return {
+        "q_proj": (heads * head_dim, hidden),
+        "k_proj": (kv_heads * head_dim, hidden),
+        "v_proj": (kv_heads * head_dim, hidden),
+        "o_proj": (hidden, heads * head_dim),
+        "gate_proj": (inner, hidden),
+        "up_proj": (inner, hidden),
+        "down_proj": (hidden, inner),
+        "qkv_proj": ((heads + 2 * kv_heads) * head_dim, hidden),
+        "gate_up_proj": (2 * inner, hidden),
+    }
+
+
+def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[str, object]:
+    """The `memory.*` facts for these facts (all None but the status without a shape)."""
+    shape = facts.get("base.shape")
+    params = facts.get("base.params")
+    if not isinstance(shape, Mapping) or not isinstance(params, int):
+        return {name: None for name in PROVIDER.provides} | {
+            "memory.status": "no-estimate",
+            "memory.explicit_status": "no-estimate",
+            "memory.auto_micro_batch": table["no_estimate_micro_batch"],
+            "memory.auto_grad_accum": _accumulation(facts, table, None),
+        }
+    breakdown = _breakdown(facts, table, shape, params)
+    fixed = sum(breakdown[k] for k in ("weights", "adapter", "gradients", "optimizer", "overhead"))
+    per_sample = breakdown["activations"]
+    per_sample_checkpointed = breakdown["activations_checkpointed"]
+    memory_gb = facts.get("target.memory_gb")
+    budget = float(memory_gb) * GB * float(table["usable_fraction"]) if memory_gb else None
+    processes = int(facts.get("plan.processes") or 1)
+    ceiling = min(int(table["max_micro_batch"]), max(1, table["effective_batch"] // processes))
+    candidates = [2**k for k in range(0, 16) if 2**k <= ceiling]
+
+    def fits(batch: int, checkpointed: bool) -> bool:
+        activations = per_sample_checkpointed if checkpointed else per_sample
+        return budget is not None and fixed + batch * activations <= budget
+
+    if budget is None:
+        status, auto_batch = "no-estimate", table["no_estimate_micro_batch"]
+    elif any(fits(b, False) for b in candidates):
+        status, auto_batch = "fits", max(b for b in candidates if fits(b, False))
+    elif any(fits(b, True) for b in candidates):
+        status, auto_batch = "fits-checkpointed", max(b for b in candidates if fits(b, True))
+    else:
+        status, auto_batch = "does-not-fit", None
+    explicit = facts.get("training.micro_batch_size")
+    if budget is None or not isinstance(explicit, int):
+        explicit_status = "no-estimate"
+    elif fits(explicit, False):
+        explicit_status = "fits"
+    elif fits(explicit, True):
+        explicit_status = "fits-checkpointed"
+    else:
+        explicit_status = "does-not-fit"
+    chosen = explicit if isinstance(explicit, int) else auto_batch or 1
+    checkpointed = (explicit_status if isinstance(explicit, int) else status) == "fits-checkpointed"
+    total = fixed + chosen * (per_sample_checkpointed if checkpointed else per_sample)
+    return {
+        "memory.status": status,
+        "memory.explicit_status": explicit_status,
+        "memory.auto_micro_batch": auto_batch,
+        "memory.auto_grad_accum": _accumulation(facts, table, auto_batch),
+        "memory.budget_gb": _gb(budget) if budget is not None else None,
+        "memory.weights_gb": _gb(breakdown["weights"]),
+        "memory.adapter_gb": _gb(breakdown["adapter"]),
+        "memory.gradients_gb": _gb(breakdown["gradients"]),
+        "memory.optimizer_gb": _gb(breakdown["optimizer"]),
+        "memory.activations_per_sample_gb": _gb(per_sample),
+        "memory.activations_checkpointed_per_sample_gb": _gb(per_sample_checkpointed),
+        "memory.overhead_gb": _gb(breakdown["overhead"]),
+        "memory.total_gb": _gb(total),
+        "memory.min_total_gb": _gb(fixed + per_sample_checkpointed),
+        "memory.trainable_params": breakdown["trainable_params"],
+    }
+
+
+def _gb(value: float) -> float:
+    return round(value / GB, 4)
+
+
+def _accumulation(facts: Mapping[str, object], table: Mapping, auto_batch: int | None) -> int:
+    explicit = facts.get("training.micro_batch_size")
+    batch = explicit if isinstance(explicit, int) else auto_batch or 1
+    processes = int(facts.get("plan.processes") or 1)
+    return max(1, math.ceil(int(table["effective_batch"]) / (batch * processes)))
+
+
+def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
+    dtype = str(facts.get("plan.torch_dtype") or "float32")
+    weight_bytes = float(table["weight_bytes"].get(dtype, 4))
+    layers = int(shape["num_hidden_layers"])
+    modules = module_shapes(shape)
+    linear_params = layers * sum(
+        out * inp for name, (out, inp) in modules.items() if name in ATTENTION_MLP
+    )
+    linear_params = min(linear_params, params)
+    if facts.get("plan.qlora"):
+        weights = (params - linear_params) * weight_bytes + linear_params * float(
+            table["nf4_bytes"]
+        )
+    else:
+        weights = params * weight_bytes
+    optimizer_name = str(facts.get("training.optimizer"))
+    state_bytes = float(table["optimizer_state_bytes"].get(optimizer_name, 8))
+    galore_rank = facts.get("plan.galore_rank")
+    if facts.get("plan.peft", True):
+        matrices = _adapter_matrices(facts, modules, layers)
+        trainable = sum(out * inp for out, inp in matrices)
+        if facts.get("plan.use_dora"):
+            extra = layers * sum(modules[n][0] for n in _targets(facts) if n in modules)
+            trainable += extra
+        adapter = trainable * float(table["adapter_bytes"])
+        gradients = trainable * float(table["adapter_bytes"])
+    else:
+        matrices = [modules[n] for n in ATTENTION_MLP for _ in range(layers)]
+        trainable = params
+        adapter = 0.0
+        gradients = params * weight_bytes
+    if isinstance(galore_rank, int):
+        projected = sum(out * inp for out, inp in matrices)
+        optimizer = (trainable - projected) * state_bytes
+        for out, inp in matrices:
+            rank = min(galore_rank, out, inp)
+            optimizer += 2 * rank * max(out, inp) * state_bytes / 2 + min(out, inp) * rank * 4
+    else:
+        optimizer = trainable * state_bytes
+    if facts.get("plan.strategy") == "fsdp":
+        processes = int(facts.get("plan.processes") or 1)
+        weights, gradients, optimizer = (x / processes for x in (weights, gradients, optimizer))
+    tokens = int(facts.get("training.sequence_len") or 2048)
+    hidden = int(shape["hidden_size"])
+    scale = weight_bytes / 2  # the coefficients are for 16-bit activations
+    units = float(table["activation_units_per_layer"])
+    if facts.get("plan.attn") == "eager":
+        units += float(table["eager_score_units"]) * shape["num_attention_heads"] * tokens / hidden
+    per_layer = tokens * hidden * 2 * scale * units
+    logits = tokens * int(shape["vocab_size"]) * float(table["logit_bytes_per_vocab"])
+    kept = tokens * hidden * 2 * scale * float(table["checkpointed_units_per_layer"])
+    backend = str(facts.get("target.backend") or "cpu")
+    return {
+        "weights": weights,
+        "adapter": adapter,
+        "gradients": gradients,
+        "optimizer": optimizer,
+        "overhead": float(table["overhead_gb"].get(backend, 0.0)) * GB,
+        "activations": layers * per_layer + logits,
+        "activations_checkpointed": layers * kept + per_layer + logits,
+        "trainable_params": float(trainable),
+    }
+
+
+def _targets(facts) -> list[str]:
+    targets = facts.get("plan.target_modules")
+    if targets == "all-linear" or not isinstance(targets, list):
+        return list(ATTENTION_MLP)
+    return [str(name) for name in targets]
+
+
+def _adapter_matrices(facts, modules, layers: int) -> list[tuple[int, int]]:
+    """LoRA's A (r x in) and B (out x r) for every targeted linear of every layer."""
+    rank = int(facts.get("training.lora_r") or 8)
+    matrices = []
+    for name in _targets(facts):
+        if name in modules:
+            out, inp = modules[name]
+            matrices += [(rank, inp), (out, rank)] * layers
+    return matrices
