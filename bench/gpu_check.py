@@ -1,0 +1,157 @@
+"""The GPU check: real shapes of a 1B-class Llama, LoRA vs DoRA vs GaLore, on one GPU.
+
+For a lent H100/H200 (or any CUDA GPU; < 8 minutes on an H100): builds a
+randomly initialised Llama-3.2-1B-shaped model from a config (no download),
+renders LoRA, DoRA and full-fine-tuning GaLore documents for the matching
+target profile, runs each generated script for a few dozen steps, and prints
+tokens/s, MFU, the DoRA/LoRA step ratio and peak memory against the estimate.
+
+    python bench/gpu_check.py [--steps 30] [--target h100]
+    python bench/gpu_check.py --smoke      # tiny shapes on the CPU: checks the plumbing only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))
+
+from tiny_model import build_tiny_model  # noqa: E402
+
+# Llama-3.2-1B's shapes (its config.json), random weights.
+ONE_B = {
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "vocab_size": 128256,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": True,
+}
+SMOKE = {
+    **ONE_B,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "vocab_size": 512,
+}
+# Dense bf16 peak of the GPU, for MFU (NVIDIA data sheets, SXM parts).
+PEAK_TFLOPS = {"h100": 989.0, "h200": 989.0, "a100-80gb": 312.0, "a100-40gb": 312.0, "cpu": None}
+CASES = {
+    "lora": {"adapter": "lora", "lora_r": 16},
+    "dora": {"adapter": "dora", "lora_r": 16},
+    "galore (full)": {"adapter": "full", "optimizer": "galore_adamw", "galore_rank": 128},
+}
+TEXT = "the rules live in yaml tables, and the script trains a real model on real shapes. "
+
+
+def build_model(directory: Path, shapes: dict) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer_dir = build_tiny_model(directory / "tokenizer", TEXT)
+    model_dir = directory / "model"
+    torch.manual_seed(0)
+    config = LlamaConfig(**shapes, bos_token_id=1, eos_token_id=2)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(model_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tokenizer_dir / name, model_dir / name)
+    return model_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--target", default=None, help="default: the profile doctor matches")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="dlm-gen-gpu-"))
+    target = "cpu" if args.smoke else args.target or _matched_target()
+    steps = 2 if args.smoke else args.steps
+    model = build_model(workdir, SMOKE if args.smoke else ONE_B)
+    rows = "\n\n::prose::\n".join(f"Row {i}: {TEXT * 20}" for i in range(256))
+    results = {}
+    for name, training in CASES.items():
+        settings = {"sequence_len": 64 if args.smoke else 1024, "warmup_ratio": 0.0, **training}
+        lines = "\n".join(f"  {key}: {value}" for key, value in settings.items())
+        document = workdir / f"{name.split()[0]}.dlm"
+        document.write_text(f"---\nbase_model: {model}\ntraining:\n{lines}\n---\n{rows}\n")
+        dlm_gen = [sys.executable, "-m", "dlm_gen"]
+        plan = json.loads(
+            subprocess.run(
+                [*dlm_gen, "explain", str(document), "--target", target, "--json"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        script = subprocess.run(
+            [*dlm_gen, "render", str(document), "--target", target, "--out", str(workdir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        output = workdir / name.split()[0]
+        subprocess.run(
+            [
+                sys.executable,
+                script,
+                "--output-dir",
+                str(output),
+                "--max-steps",
+                str(steps),
+                "--save-steps",
+                str(10 * steps),
+            ],
+            check=True,
+        )
+        [run] = json.loads((output / "run.json").read_text())["adapters"]
+        results[name] = (run, plan)
+    print(f"\n{target}, {steps} steps, 1B-class Llama shapes" + (" (smoke)" if args.smoke else ""))
+    columns = ("tokens/s", 10), ("step ms", 9), ("MFU", 7), ("peak GB", 9), ("est GB", 8)
+    print(f"{'case':<15}" + "".join(f"{title:>{width}}" for title, width in columns) + "  ratio")
+    for name, (run, plan) in results.items():
+        params = plan["base_model"]["params"]
+        # FLOPs per token: 6N when every weight trains, 4N when the base is frozen
+        # (no weight gradients for it), as in the MFU convention of the PaLM paper.
+        flops_per_token = (6 if name.startswith("galore") else 4) * params
+        peak = PEAK_TFLOPS.get(target)
+        mfu = run["tokens_per_second"] * flops_per_token / (peak * 1e12) if peak else None
+        peak_gb = run["peak_memory_bytes"] / 1e9
+        # torch.cuda.max_memory_allocated excludes the CUDA context the estimate adds.
+        estimate_gb = plan["memory"]["total_gb"] - plan["memory"]["overhead_gb"]
+        print(
+            f"{name:<15}{run['tokens_per_second']:>10.0f}{run['mean_step_seconds'] * 1000:>9.1f}"
+            f"{(f'{mfu:.1%}' if mfu is not None else '-'):>7}{peak_gb:>9.2f}"
+            f"{estimate_gb:>8.2f}{estimate_gb / peak_gb:>7.2f}"
+        )
+    ratio = results["dora"][0]["mean_step_seconds"] / results["lora"][0]["mean_step_seconds"]
+    print(f"DoRA/LoRA step time ratio: {ratio:.3f}")
+
+
+def _matched_target() -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "dlm_gen", "doctor", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out)["profile"] or "h100"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The benchmark scripts run (the GPU check in its CPU smoke mode): no dead code in bench/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_gpu_check_smoke_runs_on_the_cpu():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("lora ") for line in lines)
+    assert any(line.startswith("galore (full)") for line in lines)
+    assert "DoRA/LoRA step time ratio:" in result.stdout
