@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("file", metavar="FILE.dlm")
     render.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
     render.add_argument(
-        "--processes", type=_positive, help="training processes (default: the target's GPUs)"
+        "--processes",
+        "--gpus",
+        type=_positive,
+        help="training processes, one per GPU (default: the target's GPU count)",
     )
     render.add_argument("--out", default="generated", help="output directory (default: generated)")
 
@@ -42,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", metavar="FILE.dlm", nargs="+")
     check.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
     check.add_argument(
-        "--processes", type=_positive, help="training processes (default: the target's GPUs)"
+        "--processes",
+        "--gpus",
+        type=_positive,
+        help="training processes, one per GPU (default: the target's GPU count)",
     )
     check.add_argument("--out", default="generated", help="output directory (default: generated)")
 
@@ -50,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("file", metavar="FILE.dlm")
     explain.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
     explain.add_argument(
-        "--processes", type=_positive, help="training processes (default: the target's GPUs)"
+        "--processes",
+        "--gpus",
+        type=_positive,
+        help="training processes, one per GPU (default: the target's GPU count)",
     )
     output = explain.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON object")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 
 import pytest
 
@@ -10,7 +11,7 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import write_dlm
+from tests.conftest import EXAMPLES, write_dlm
 
 
 def plan_for(tmp_path, training=None, base="smollm2-135m", target="cpu", processes=None):
@@ -73,3 +74,11 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
         "fsdp_config": {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]},
     }
     assert namespace["fsdp_arguments"]({"strategy": "ddp"}) == {}
+
+
+def test_gpus_flag_is_the_process_count(cli):
+    code, out, _ = cli("explain", EXAMPLES / "galore-smollm2.dlm", "--gpus", "4", "--json")
+    assert code == 0
+    plan = json.loads(out)["plan"]
+    assert (plan["launcher"], plan["processes"], plan["strategy"]) == ("torchrun", 4, "ddp")
+    assert cli("explain", EXAMPLES / "galore-smollm2.dlm", "--gpus", "0")[0] == 2
