@@ -20,10 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
-
-from tiny_model import build_tiny_model  # noqa: E402
+from runs import build_tiny_model, explain, render, run_script, write_document
 
 # Llama-3.2-1B's shapes (its config.json), random weights.
 ONE_B = {
@@ -87,39 +84,10 @@ def main() -> None:
     results = {}
     for name, training in CASES.items():
         settings = {"sequence_len": 64 if args.smoke else 1024, "warmup_ratio": 0.0, **training}
-        lines = "\n".join(f"  {key}: {value}" for key, value in settings.items())
-        document = workdir / f"{name.split()[0]}.dlm"
-        document.write_text(f"---\nbase_model: {model}\ntraining:\n{lines}\n---\n{rows}\n")
-        dlm_gen = [sys.executable, "-m", "dlm_gen"]
-        plan = json.loads(
-            subprocess.run(
-                [*dlm_gen, "explain", str(document), "--target", target, "--json"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-        )
-        script = subprocess.run(
-            [*dlm_gen, "render", str(document), "--target", target, "--out", str(workdir)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        output = workdir / name.split()[0]
-        subprocess.run(
-            [
-                sys.executable,
-                script,
-                "--output-dir",
-                str(output),
-                "--max-steps",
-                str(steps),
-                "--save-steps",
-                str(10 * steps),
-            ],
-            check=True,
-        )
-        [run] = json.loads((output / "run.json").read_text())["adapters"]
+        short = name.split()[0]
+        document = write_document(workdir / f"{short}.dlm", model, settings, rows)
+        plan = explain(document, target)
+        run = run_script(render(document, target, workdir), workdir / short, steps, quiet=False)
         results[name] = (run, plan)
     print(f"\n{target}, {steps} steps, 1B-class Llama shapes" + (" (smoke)" if args.smoke else ""))
     columns = ("tokens/s", 10), ("step ms", 9), ("MFU", 7), ("peak GB", 9), ("est GB", 8)

@@ -12,16 +12,10 @@ model loads to the end of training. Prints the estimate / measured ratio.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
-
-from tiny_model import build_tiny_model  # noqa: E402
+from runs import build_tiny_model, explain, render, run_script, write_document
 
 ROWS = [
     f"Row {i}: " + "the rules live in yaml tables and the script trains. " * 12 for i in range(64)
@@ -42,44 +36,13 @@ CASES = {
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="dlm-gen-memory-"))
     model = build_tiny_model(workdir / "model", " ".join(ROWS), hidden_size=512, num_layers=8)
-    body = "\n\n::prose::\n".join(ROWS) + "\n"
+    body = "\n\n::prose::\n".join(ROWS)
     print(f"{'case':<34} {'estimate':>10} {'measured':>10} {'ratio':>7}")
     for index, (case, training) in enumerate(CASES.items()):
         settings = {"sequence_len": 256, "grad_accum": 1, "warmup_ratio": 0.0, **training}
-        lines = "\n".join(f"  {key}: {value}" for key, value in settings.items())
-        document = workdir / f"case{index}.dlm"
-        document.write_text(f"---\nbase_model: {model}\ntraining:\n{lines}\n---\n{body}")
-        command = [sys.executable, "-m", "dlm_gen"]
-        explained = subprocess.run(
-            [*command, "explain", str(document), "--target", "cpu", "--json"],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        estimate_gb = json.loads(explained.stdout)["memory"]["total_gb"]
-        script = subprocess.run(
-            [*command, "render", str(document), "--target", "cpu", "--out", str(workdir)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        output = workdir / f"run{index}"
-        subprocess.run(
-            [
-                sys.executable,
-                script,
-                "--output-dir",
-                str(output),
-                "--max-steps",
-                "3",
-                "--save-steps",
-                "1000",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        [run] = json.loads((output / "run.json").read_text())["adapters"]
+        document = write_document(workdir / f"case{index}.dlm", model, settings, body)
+        estimate_gb = explain(document, "cpu")["memory"]["total_gb"]
+        run = run_script(render(document, "cpu", workdir), workdir / f"run{index}", steps=3)
         measured_gb = (run["peak_memory_bytes"] - run["peak_memory_before_load_bytes"]) / 1e9
         ratio = estimate_gb / measured_gb
         print(f"{case:<34} {estimate_gb:>8.3f}GB {measured_gb:>8.3f}GB {ratio:>7.2f}")

@@ -23,10 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
-
-from tiny_model import build_tiny_model  # noqa: E402
+from runs import ROOT, build_tiny_model, render, run_script, write_document
 
 ROWS = [
     f"Row {i}: the rules live in yaml tables, and the script trains an adapter." for i in range(48)
@@ -45,30 +42,12 @@ SETTINGS = {
 }
 
 
-def render(workdir: Path, model: Path, adapter: str) -> Path:
-    body = "\n\n::prose::\n".join(ROWS) + "\n"
-    training = "\n".join(f"  {key}: {value}" for key, value in SETTINGS.items())
-    document = workdir / f"bench-{adapter}.dlm"
-    document.write_text(
-        f"---\nbase_model: {model}\ntraining:\n  adapter: {adapter}\n{training}\n---\n{body}"
+def render_case(workdir: Path, model: Path, adapter: str) -> Path:
+    body = "\n\n::prose::\n".join(ROWS)
+    document = write_document(
+        workdir / f"bench-{adapter}.dlm", model, {"adapter": adapter, **SETTINGS}, body
     )
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dlm_gen",
-            "render",
-            str(document),
-            "--target",
-            "cpu",
-            "--out",
-            str(workdir / "generated"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return Path(out.stdout.strip())
+    return render(document, "cpu", workdir / "generated")
 
 
 def timed(command: list[str]) -> tuple[float, str]:
@@ -78,20 +57,9 @@ def timed(command: list[str]) -> tuple[float, str]:
 
 
 def generated_run(script: Path, output: Path, steps: int) -> tuple[float, dict]:
-    wall, _ = timed(
-        [
-            sys.executable,
-            str(script),
-            "--output-dir",
-            str(output),
-            "--max-steps",
-            str(steps),
-            "--save-steps",
-            str(10 * steps),
-        ]
-    )
-    [run] = json.loads((output / "run.json").read_text())["adapters"]
-    return wall, run
+    started = time.perf_counter()
+    run = run_script(script, output, steps)
+    return time.perf_counter() - started, run
 
 
 def optimizer_state_ratio() -> float:
@@ -153,8 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dlm-gen-bench-"))
     model = build_tiny_model(workdir / "model", " ".join(ROWS), hidden_size=256, num_layers=4)
-    lora_script = render(workdir, model, "lora")
-    dora_script = render(workdir, model, "dora")
+    lora_script = render_case(workdir, model, "lora")
+    dora_script = render_case(workdir, model, "dora")
     spec = {
         **SETTINGS,
         "model": str(model),

@@ -20,6 +20,16 @@ from dlm_gen import __version__
 from dlm_gen.errors import DlmError, Problem, RulesError
 
 
+def _add_target_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
+    command.add_argument(
+        "--processes",
+        "--gpus",
+        type=_positive,
+        help="training processes, one per GPU (default: the target's GPU count)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlm-gen",
@@ -30,37 +40,19 @@ def _parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="write generated/train_<hash>.py")
     render.add_argument("file", metavar="FILE.dlm")
-    render.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
-    render.add_argument(
-        "--processes",
-        "--gpus",
-        type=_positive,
-        help="training processes, one per GPU (default: the target's GPU count)",
-    )
+    _add_target_options(render)
     render.add_argument("--out", default="generated", help="output directory (default: generated)")
 
     check = commands.add_parser(
         "check", help="exit 1 if a rendered script is missing, stale or hand-edited"
     )
     check.add_argument("files", metavar="FILE.dlm", nargs="+")
-    check.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
-    check.add_argument(
-        "--processes",
-        "--gpus",
-        type=_positive,
-        help="training processes, one per GPU (default: the target's GPU count)",
-    )
+    _add_target_options(check)
     check.add_argument("--out", default="generated", help="output directory (default: generated)")
 
     explain = commands.add_parser("explain", help="print the plan and why it was chosen")
     explain.add_argument("file", metavar="FILE.dlm")
-    explain.add_argument("--target", help="target profile (default: see `dlm-gen targets`)")
-    explain.add_argument(
-        "--processes",
-        "--gpus",
-        type=_positive,
-        help="training processes, one per GPU (default: the target's GPU count)",
-    )
+    _add_target_options(explain)
     output = explain.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON object")
     output.add_argument(

@@ -20,6 +20,20 @@ from dlm_gen.rules import load_rules
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
+# A tiny Llama config.json (no weights): enough for local-directory base facts.
+TINY_LLAMA_CONFIG = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+    "tie_word_embeddings": False,
+    "max_position_embeddings": 512,
+}
+
 DEFAULT_BODY = """Some prose for continued pretraining.
 
 ::instruction::

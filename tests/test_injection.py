@@ -17,6 +17,7 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
+from tests.conftest import TINY_LLAMA_CONFIG
 
 RULES = load_rules()
 NASTY = [*"\"'\\\n\t{}%#`$ ()[]:;,.=*+-", "'''", '"""', "{{", "}}", "{%", "%}", "{#", "#}"]
@@ -44,17 +45,7 @@ directory_name = st.text(
 directory_name = directory_name.filter(lambda name: len(name.encode()) < 200)
 
 TEMPLATE_BASE = Path(tempfile.mkdtemp(prefix="dlm-gen-injection-"))
-CONFIG = {
-    "model_type": "llama",
-    "architectures": ["LlamaForCausalLM"],
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 256,
-    "max_position_embeddings": 512,
-}
+CONFIG = TINY_LLAMA_CONFIG
 
 
 def statement_shape(tree: ast.Module) -> list[str]:

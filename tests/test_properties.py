@@ -14,28 +14,13 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import PLAIN_LORA, make_plans
 from dlm_gen.rules import load_rules
 from dlm_gen.schema import _VOCABULARY
-from tests.conftest import dlm_text
+from tests.conftest import TINY_LLAMA_CONFIG, dlm_text
 
 RULES = load_rules()
 WORKDIR = Path(tempfile.mkdtemp(prefix="dlm-gen-props-"))
 LOCAL_BASE = WORKDIR / "tiny-llama"
 LOCAL_BASE.mkdir()
-(LOCAL_BASE / "config.json").write_text(
-    json.dumps(
-        {
-            "model_type": "llama",
-            "architectures": ["LlamaForCausalLM"],
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "vocab_size": 256,
-            "tie_word_embeddings": False,
-            "max_position_embeddings": 512,
-        }
-    )
-)
+(LOCAL_BASE / "config.json").write_text(json.dumps(TINY_LLAMA_CONFIG))
 BASES = [*sorted(RULES.base_models), "hf:someone/unknown", "hf:Qwen/Qwen2.5-7B", str(LOCAL_BASE)]
 BODIES = [
     "Plain prose only.\n",
