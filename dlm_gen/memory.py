@@ -210,6 +210,9 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
     per_layer = tokens * hidden * 2 * scale * units
     logits = tokens * int(shape["vocab_size"]) * float(table["logit_bytes_per_vocab"])
     kept = tokens * hidden * 2 * scale * float(table["checkpointed_units_per_layer"])
+    if facts.get("plan.use_dora"):
+        outputs = sum(modules[n][0] for n in _targets(facts) if n in modules)
+        per_layer += tokens * outputs * float(table["dora_bytes_per_output"])
     backend = str(facts.get("target.backend") or "cpu")
     return {
         "weights": weights,
