@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except RulesError as exc:
         print(f"dlm-gen: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. an output directory that cannot be written
+        where = exc.filename or "dlm-gen"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _print_problems(problems: list[Problem]) -> None:

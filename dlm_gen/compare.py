@@ -54,6 +54,13 @@ def load_run(given: str, adapter: str | None) -> Run:
         raise DlmError.one(str(path), None, None, "no run.json here: run a script first") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DlmError.one(str(path), None, None, f"not a dlm-gen run.json: {exc}") from None
+    if not isinstance(adapters, list) or not all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("plan"), dict)
+        and "adapter" in entry["plan"]
+        for entry in adapters
+    ):
+        raise DlmError.one(str(path), None, None, "not a dlm-gen run.json: no adapters with a plan")
     names = [entry.get("name") for entry in adapters]
     if adapter is None and len(adapters) == 1:
         return Run(given, adapters[0])

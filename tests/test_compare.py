@@ -136,3 +136,9 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path, cli, monkeypatch)
     b = write_run(tmp_path / "dora", run_record("dora", 4.0))
     code, _, err = cli("compare", a, b, "--plot", tmp_path / "x.png")
     assert code == 1 and "pip install 'dlm-gen[plot]'" in err
+
+
+def test_a_run_json_without_plans_is_a_clear_error(tmp_path, cli):
+    (tmp_path / "run.json").write_text(json.dumps({"adapters": [{"steps": 3}]}))
+    code, _, err = cli("compare", tmp_path, tmp_path)
+    assert code == 1 and "not a dlm-gen run.json" in err and "Traceback" not in err

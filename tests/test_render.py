@@ -159,3 +159,10 @@ def test_header_tells_a_reviewer_what_they_need(tmp_path):
 
 def test_generated_script_directory_is_ignored_in_this_repo():
     assert (ROOT / "generated" / ".gitignore").read_text().splitlines()[1] == "*"
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path, cli):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = cli("render", GALORE, "--out", blocker / "generated")
+    assert code == 1 and err.startswith("error: ") and "Traceback" not in err
