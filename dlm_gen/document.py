@@ -225,7 +225,7 @@ def _problems_from_validation(
         elif errors[0]["type"] == "value_error":  # our own validators say what to do
             message = _expectation(errors[0])
         else:
-            got = _value_at(front.value, path)
+            got = errors[0].get("input")
             expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))
             message = f"expected {expected}, got {got!r}"
         problems.append(Problem(file, line, field, message))
@@ -250,7 +250,7 @@ def _data_path(data: object, loc: tuple) -> tuple[str | int, ...]:
         elif (
             isinstance(node, dict)
             and isinstance(part, str)
-            and not part.startswith(("literal[", "list[", "dict[", "function-"))
+            and not part.startswith(("literal[", "list[", "dict[", "function-", "["))
         ):
             path.append(part)  # a missing field, named in the error
             node = None
@@ -261,15 +261,6 @@ def _has(node: object, part: object) -> bool:
     if isinstance(node, dict):
         return part in node
     return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-
-
-def _value_at(data: object, path: tuple[str | int, ...]) -> object:
-    for part in path:
-        if _has(data, part):
-            data = data[part]
-        else:
-            return None
-    return data
 
 
 def _unknown_key_message(path: tuple[str | int, ...]) -> str:

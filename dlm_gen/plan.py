@@ -3,7 +3,8 @@
 `make_plans` gathers the facts (document settings, corpus counts, base model,
 target profile), runs the engine and wraps the outcome in a `Plan`, the one
 object the explainer and the renderer read. The reason line's token order is
-the product contract: precision, attn, qlora, adapter (when not plain LoRA),
+the product contract: precision, attn, qlora, adapter (`reason_adapter`, set
+by the adapter table when the adapter is not plain LoRA),
 optim, then one warn= per warning.
 """
 
@@ -18,8 +19,6 @@ from dlm_gen.document import Document
 from dlm_gen.errors import DlmError, Problem
 from dlm_gen.rules import Requirement, RuleSet
 
-# plan.adapter values that are plain LoRA (qlora=on already says "4-bit base").
-PLAIN_LORA = ("lora", "qlora")
 # Keys explain --json always has in "plan"; a refused plan may leave them null.
 CONTRACT_PLAN_KEYS = ("adapter", "use_dora", "qlora", "precision", "attn", "optim")
 
@@ -54,8 +53,8 @@ class Plan:
             f"attn={engine.show(get('attn'))}",
             f"qlora={'on' if get('qlora') else 'off'}",
         ]
-        if get("adapter") not in PLAIN_LORA:
-            tokens.append(f"adapter={engine.show(get('adapter'))}")
+        if get("reason_adapter"):  # adapter.yaml: none for plain LoRA
+            tokens.append(f"adapter={engine.show(get('reason_adapter'))}")
         tokens.append(f"optim={engine.show(get('optim'))}")
         tokens += [f"warn={w.token}" for w in self.warnings]
         return ", ".join(tokens)

@@ -20,6 +20,8 @@ import yaml
 from dlm_gen.errors import DlmError, Problem
 
 Path = tuple[str | int, ...]
+# Collections are built here, not by PyYAML, so their tags are checked here too.
+PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 # A node budget far above any real document or rule table.
 DEFAULT_NODE_BUDGET = 20_000
@@ -77,6 +79,14 @@ class _Builder:
                 None,
                 "YAML is too large or expands an alias bomb "
                 f"(more than {DEFAULT_NODE_BUDGET} values after expanding aliases)",
+            )
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in PLAIN_TAGS:
+            raise DlmError.one(
+                self.file,
+                self.line(node),
+                _dotted(path),
+                f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed: "
+                "only plain mappings, lists and scalars",
             )
         if isinstance(node, yaml.MappingNode):
             return self.build_mapping(node, path)

@@ -221,3 +221,14 @@ def test_usage_error_is_exit_2(cli):
 def test_tilde_user_that_does_not_exist(tmp_path, cli):
     path = write(tmp_path, "---\nbase_model: ~no-such-user-here/model\n---\n" + DEFAULT_BODY)
     assert_fails(cli, path, expect=[f"{path}:2:", "unknown base model"])
+
+
+def test_yaml_tags_are_refused(tmp_path, cli):
+    text = '---\nbase_model: !!python/object/apply:os.system ["echo pwned"]\n---\n'
+    path = write(tmp_path, text)
+    assert_fails(cli, path, expect=[f"{path}:2:", "base_model", "!!python/object/apply"])
+
+
+def test_bad_adapter_name_names_the_key(tmp_path, cli):
+    path = write(tmp_path, "---\nbase_model: smollm2-135m\ntraining:\n  adapters: {Bad: {}}\n---\n")
+    assert_fails(cli, path, expect=[f"{path}:4:", "training.adapters.Bad:", "got 'Bad'"])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
 from dlm_gen.document import load_document
-from dlm_gen.plan import PLAIN_LORA, make_plans
+from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
 from dlm_gen.schema import _VOCABULARY
 from tests.conftest import TINY_LLAMA_CONFIG, dlm_text
@@ -29,6 +29,8 @@ BODIES = [
     "prose\n::instruction::\n### Q\nq\n### A\na\n::preference::\n"
     "### Prompt\np\n### Chosen\nc\n### Rejected\nr\n",
 ]
+# The contract: the reason line names the adapter unless it is plain LoRA.
+PLAIN_LORA = ("lora", "qlora")
 GALORE = {o for o in _VOCABULARY["optimizer"] if o.startswith("galore")}
 
 adapter_block = st.fixed_dictionaries(
