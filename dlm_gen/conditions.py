@@ -136,6 +136,66 @@ def _open_domain_satisfiable(tests: list[Clause]) -> bool:
     return True  # a real interval holds infinitely many values
 
 
+def value_key(value: object) -> object:
+    """A hashable key under which values that `same` calls equal collide."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if value is None:
+        return ("none",)
+    if _number(value):
+        return ("number", value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", id(value))
+    return (type(value).__name__, value)
+
+
+# Below this many rows a group is compared pair by pair.
+_SMALL_GROUP = 8
+
+
+def candidate_pairs(conditions: list[Condition]) -> list[tuple[int, int]]:
+    """Index pairs (i < j) that may overlap; every pair left out provably cannot.
+
+    Two conditions that test one fact for equality with different values can
+    never hold together. Rows are bucketed by such a fact (the one most rows
+    test with `eq`), recursively: only rows in one bucket, and rows that do not
+    test the fact against everything, are compared. A table of N rows keyed on
+    one fact costs O(N) instead of O(N^2) overlap proofs.
+    """
+    pairs: list[tuple[int, int]] = []
+    equalities = [
+        {t.fact: value_key(t.value) for t in condition if t.op == "eq"} for condition in conditions
+    ]
+
+    def split(group: list[int], used: frozenset[str]) -> None:
+        counts: dict[str, int] = {}
+        for index in group:
+            for fact in equalities[index]:
+                if fact not in used:
+                    counts[fact] = counts.get(fact, 0) + 1
+        best = max(sorted(counts), key=lambda fact: counts[fact], default=None)
+        if len(group) <= _SMALL_GROUP or best is None or counts[best] < 2:
+            pairs.extend((a, b) for position, a in enumerate(group) for b in group[position + 1 :])
+            return
+        buckets: dict[object, list[int]] = {}
+        wild: list[int] = []
+        for index in group:
+            if best in equalities[index]:
+                buckets.setdefault(equalities[index][best], []).append(index)
+            else:
+                wild.append(index)
+        deeper = used | {best}
+        for bucket in buckets.values():
+            split(bucket, deeper)
+            pairs.extend((min(a, b), max(a, b)) for a in wild for b in bucket)
+        split(wild, deeper)
+
+    split(list(range(len(conditions))), frozenset())
+    return sorted(pairs)
+
+
 def reads(condition: Condition) -> set[str]:
     return {test.fact for test in condition}
 

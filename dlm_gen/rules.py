@@ -17,7 +17,6 @@ import hashlib
 import itertools
 import json
 import os
-import pickle
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from dlm_gen import conditions, yamlsrc
 from dlm_gen.errors import DlmError, RulesError
+from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.facts import Domain, input_fact_domains
 from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
 from dlm_gen.memory import Provider
@@ -124,28 +124,51 @@ class RuleSet:
 
 
 CACHE_ENV = "DLM_GEN_CACHE_DIR"
+RECEIPT_FORMAT = "dlm-gen checked-rules receipt 1"
+# Files above this size are not policy tables written by people.
+MAX_TABLE_BYTES = 4 * 1024 * 1024
 
 
 @functools.lru_cache(maxsize=4)
 def load_rules(directory: Path | None = None) -> RuleSet:
     """Load and check every `*.yaml` in the rules directory (default: the shipped one).
 
-    Checking the tables (YAML, JSON Schema, overlaps, cycles) costs more than
-    explaining a plan, so a checked rule set is cached, keyed by the bytes of
-    every table, the schema and dlm-gen's own source: any edit invalidates it.
+    The rule set is always built from the tables' bytes. Checking them (JSON
+    Schema, overlaps, cycles) costs more than explaining a plan, so once a set
+    of tables has passed, a *receipt* is cached: a JSON file that names the
+    SHA-256 of every table, the schema and dlm-gen's source. A receipt can only
+    let a later load skip the checks of those exact bytes; it holds no policy,
+    so a tampered, truncated or foreign cache file can cost speed, never
+    change a plan. The receipt is parsed as JSON; no cached object is ever loaded.
     """
     directory = Path(directory) if directory is not None else data_dir("rules")
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise RulesError(f"{directory}: no rule tables (*.yaml) found")
-    texts = [(file.name, file.read_text(encoding="utf-8")) for file in files]
+    texts = [(file.name, read_table(file)) for file in files]
     key = _cache_key(texts)
-    cached = _read_cache(key)
-    if cached is not None:
-        return cached
-    rules = _check_and_build(texts, key[:16])
-    _write_cache(key, rules)
+    checked = _has_receipt(key)
+    rules = _check_and_build(texts, key[:16], checked=checked)
+    if not checked:
+        _write_receipt(key)
     return rules
+
+
+def read_table(file: Path) -> str:
+    """A table's text, or a RulesError naming the file (never a traceback)."""
+    label = f"rules/{file.name}"
+    try:
+        data = read_bounded(file, MAX_TABLE_BYTES)
+    except InputFileError as exc:
+        raise RulesError(f"{label}: {exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RulesError(
+            f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the table as UTF-8"
+        ) from None
 
 
 def _cache_key(texts: list[tuple[str, str]]) -> str:
@@ -166,34 +189,36 @@ def _cache_file(key: str) -> Path | None:
         base = Path(configured)
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlm-gen"
-    return base / f"rules-{key[:32]}.pickle"
+    return base / f"rules-{key[:32]}.json"
 
 
-def _read_cache(key: str) -> RuleSet | None:
+def _has_receipt(key: str) -> bool:
+    """Whether these exact bytes passed the checks before (a damaged file: no)."""
     path = _cache_file(key)
-    if path is None or not path.is_file():
-        return None
+    if path is None:
+        return False
     try:
-        rules = pickle.loads(path.read_bytes())
-    except Exception:  # a stale or damaged cache is only a slower load
-        return None
-    return rules if isinstance(rules, RuleSet) else None
+        receipt = json.loads(read_bounded(path, 4096))
+    except (InputFileError, ValueError, RecursionError):
+        return False
+    return receipt == {"format": RECEIPT_FORMAT, "key": key}
 
 
-def _write_cache(key: str, rules: RuleSet) -> None:
+def _write_receipt(key: str) -> None:
     path = _cache_file(key)
     if path is None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-            handle.write(pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL))
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as handle:
+            json.dump({"format": RECEIPT_FORMAT, "key": key}, handle)
         os.replace(handle.name, path)
     except OSError:
         pass  # a read-only home only costs speed
 
 
-def _check_and_build(texts: list[tuple[str, str]], version: str) -> RuleSet:
+def _check_and_build(texts: list[tuple[str, str]], version: str, checked: bool = False) -> RuleSet:
+    """Parse the tables; prove them unless `checked` (these bytes passed before)."""
     problems: list[str] = []
     loaded: list[tuple[str, yamlsrc.SourcedYaml]] = []
     for name, text in texts:
@@ -203,17 +228,17 @@ def _check_and_build(texts: list[tuple[str, str]], version: str) -> RuleSet:
         except DlmError as exc:
             problems.extend(str(p) for p in exc.problems)
             continue
-        schema_problems = _schema_problems(label, document)
+        schema_problems = [] if checked else _schema_problems(label, document)
         problems.extend(schema_problems)
         if not schema_problems:
             loaded.append((label, document))
     if problems:
         raise RulesError(_report(problems))
-    return _build(loaded, version)
+    return _build(loaded, version, checked)
 
 
 def _schema_problems(label: str, document: yamlsrc.SourcedYaml) -> list[str]:
-    validator = _validator()
+    validator = _validator_for(document.value)
     problems = []
     for error in sorted(validator.iter_errors(document.value), key=lambda e: list(e.path)):
         path = tuple(error.absolute_path)
@@ -233,11 +258,42 @@ def _best_message(error) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _validator():
-    import jsonschema  # imported here: only loading tables needs it
+def _validators() -> dict[str | None, object]:
+    """One validator per table kind, `$ref`s inlined (twice as fast), plus the whole schema.
+
+    The whole schema (key None) checks a table whose `kind` is missing or unknown.
+    """
+    import jsonschema  # imported here: only checking tables needs it
 
     schema = json.loads((data_dir("schema") / "rules.schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    definitions = schema.get("$defs", {})
+
+    def inline(node: object, seen: tuple[str, ...]) -> object:
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if len(node) == 1 and isinstance(reference, str) and reference.startswith("#/$defs/"):
+                name = reference.removeprefix("#/$defs/")
+                if name not in seen:
+                    return inline(definitions[name], (*seen, name))
+            return {key: inline(value, seen) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value, seen) for value in node]
+        return node
+
+    validators: dict[str | None, object] = {None: jsonschema.Draft202012Validator(schema)}
+    for branch in schema.get("allOf", []):
+        kind = branch["if"]["properties"]["kind"]["const"]
+        inlined = inline(branch["then"], ())
+        if isinstance(inlined, dict):
+            inlined = {**inlined, "$defs": definitions}  # for any reference left (recursion)
+        validators[kind] = jsonschema.Draft202012Validator(inlined)
+    return validators
+
+
+def _validator_for(value: object):
+    validators = _validators()
+    kind = value.get("kind") if isinstance(value, dict) else None
+    return validators.get(kind if isinstance(kind, str) else None, validators[None])
 
 
 def _rule_id_at(value: object, path: tuple) -> str | None:
@@ -254,7 +310,9 @@ def _report(problems: list[str]) -> str:
     return "broken rule tables:\n" + "\n".join(f"  {p}" for p in problems)
 
 
-def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleSet:
+def _build(
+    loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str, checked: bool = False
+) -> RuleSet:
     tables: list[Table] = []
     base_models: dict[str, dict] = {}
     architectures: dict[str, dict] = {}
@@ -267,7 +325,7 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
         value = document.value
         kind = value["kind"]
         if kind == "rules":
-            tables.append(_table(label, document))
+            tables.append(_table(label, document, checked))
         elif kind == "base_models":
             base_models.update(value["models"])
         elif kind == "architectures":
@@ -296,11 +354,12 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
         **{f"plan.{k}": v for k, v in plan_domains.items()},
         **{name: d for provider in providers for name, d in provider.provides.items()},
     }
-    problems += _check_ids(tables)
-    problems += _check_rules(tables, domains)
-    problems += _check_ownership(tables)
-    problems += _check_overlaps(tables, domains)
-    problems += [p for table in tables for p in _check_reads_within(table)]
+    if not checked:
+        problems += _check_ids(tables)
+        problems += _check_rules(tables, domains)
+        problems += _check_ownership(tables)
+        problems += _check_overlaps(tables, domains)
+        problems += [p for table in tables for p in _check_reads_within(table)]
     order, cycle_problems = _evaluation_order(tables, providers)
     problems += cycle_problems
     if problems:
@@ -320,7 +379,7 @@ def _build(loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str) -> RuleS
     )
 
 
-def _table(label: str, document: yamlsrc.SourcedYaml) -> Table:
+def _table(label: str, document: yamlsrc.SourcedYaml, checked: bool = False) -> Table:
     name = Path(label).stem
     rules = []
     for index, raw in enumerate(document.value["rules"]):
@@ -340,7 +399,7 @@ def _table(label: str, document: yamlsrc.SourcedYaml) -> Table:
                 sets=sets,
                 warn=(warn["token"], warn["message"]) if warn else None,
                 refuse=(refuse["message"], refuse.get("field")) if refuse else None,
-                require=tuple(_requirement(text) for text in raw.get("require") or ()),
+                require=tuple(_requirement(t, checked) for t in raw.get("require") or ()),
                 why=raw.get("why"),
                 evidence=raw.get("evidence"),
             )
@@ -348,8 +407,39 @@ def _table(label: str, document: yamlsrc.SourcedYaml) -> Table:
     return Table(name, label, document.value["hit_policy"], tuple(rules))
 
 
-def _requirement(text: str) -> Requirement | str:
+# The plain form `name[extra,...]>=1.0,<2` without a marker or URL: read without
+# importing packaging, whose grammar compiles for longer than a warm explain
+# takes. The result equals packaging's (a test checks every shipped string).
+_PLAIN_REQUIREMENT = re.compile(
+    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*"
+    r"(?:\[(?P<extras>\s*[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*\s*)\])?\s*"
+    r"(?P<specifiers>(?:(?:===|~=|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*)$"
+)
+_SPECIFIER = re.compile(r"(===|~=|==|!=|<=|>=|<|>)\s*([A-Za-z0-9.*+!_-]+)")
+
+
+def _plain_requirement(text: str) -> Requirement | None:
+    match = _PLAIN_REQUIREMENT.match(text)
+    if match is None or match["specifiers"].rstrip().endswith(","):
+        return None
+    specifiers = _SPECIFIER.findall(match["specifiers"])
+    if len(specifiers) != match["specifiers"].count(",") + bool(specifiers):
+        return None
+    extras = [e.strip() for e in (match["extras"] or "").split(",") if e.strip()]
+    return Requirement(
+        name=re.sub(r"[-_.]+", "-", match["name"]).lower(),
+        extras=tuple(sorted(set(extras))),
+        specifiers=tuple(sorted(f"{op}{version}" for op, version in specifiers)),
+        marker=None,
+    )
+
+
+def _requirement(text: str, checked: bool = False) -> Requirement | str:
     """Parse a PEP 508 string; an invalid one stays a string for _check_rules to report."""
+    if checked:  # packaging accepted these bytes before; the plain form needs no grammar
+        plain = _plain_requirement(text)
+        if plain is not None:
+            return plain
     from packaging.requirements import InvalidRequirement
     from packaging.requirements import Requirement as Pep508
 
@@ -358,7 +448,7 @@ def _requirement(text: str) -> Requirement | str:
     except InvalidRequirement:
         return text
     return Requirement(
-        name=parsed.name.lower().replace("_", "-"),
+        name=re.sub(r"[-_.]+", "-", parsed.name).lower(),
         extras=tuple(sorted(parsed.extras)),
         specifiers=tuple(sorted(str(s) for s in parsed.specifier)),
         marker=str(parsed.marker) if parsed.marker else None,
@@ -367,18 +457,18 @@ def _requirement(text: str) -> Requirement | str:
 
 def _plan_domains(tables: list[Table]) -> dict[str, Domain]:
     """A plan field's values are those its rules set, unless one copies a fact."""
-    values: dict[str, list[object] | None] = {}
+    values: dict[str, dict[object, object] | None] = {}
     for table in tables:
         for rule in table.rules:
             for name, value in rule.sets.items():
-                known = values.setdefault(name, [])
+                known = values.setdefault(name, {})
                 if known is None:
                     continue
                 if isinstance(value, (FactRef, list)):
                     values[name] = None
-                elif not any(conditions.same(value, k) for k in known):
-                    known.append(value)
-    return {k: (tuple(v) if v is not None else None) for k, v in values.items()}
+                else:
+                    known.setdefault(conditions.value_key(value), value)
+    return {k: (tuple(v.values()) if v is not None else None) for k, v in values.items()}
 
 
 def _check_ids(tables: list[Table]) -> list[str]:
@@ -451,21 +541,20 @@ def _check_overlaps(tables: list[Table], domains: dict[str, Domain]) -> list[str
         if table.hit_policy != "unique":
             continue
         setters = [rule for rule in table.rules if rule.sets]
-        for i, first in enumerate(setters):
-            for second in setters[i + 1 :]:
-                shared = sorted(set(first.sets) & set(second.sets))
-                if not shared or not conditions.can_overlap(
-                    first.condition, second.condition, domains
-                ):
-                    continue
-                name = shared[0]
-                problems.append(
-                    f"{second.source}: rules {first.id} ({first.source}) and {second.id} "
-                    f"({second.source}) can both hold for the same facts and both set "
-                    f"plan.{name} (to {_show(first.sets[name])} and "
-                    f"{_show(second.sets[name])}); make their conditions exclusive or "
-                    "give the table hit_policy: first"
-                )
+        conditions_of = [rule.condition for rule in setters]
+        for i, j in conditions.candidate_pairs(conditions_of):
+            first, second = setters[i], setters[j]
+            shared = sorted(set(first.sets) & set(second.sets))
+            if not shared or not conditions.can_overlap(first.condition, second.condition, domains):
+                continue
+            name = shared[0]
+            problems.append(
+                f"{second.source}: rules {first.id} ({first.source}) and {second.id} "
+                f"({second.source}) can both hold for the same facts and both set "
+                f"plan.{name} (to {_show(first.sets[name])} and "
+                f"{_show(second.sets[name])}); make their conditions exclusive or "
+                "give the table hit_policy: first"
+            )
     return problems
 
 

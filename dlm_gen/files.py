@@ -1,0 +1,71 @@
+"""Read input files without trusting them: regular files only, never past a limit.
+
+`os.stat` says a symlink to `/dev/zero` is not a regular file, and a FIFO would
+block a plain `open()` for ever; both are refused before anything is read.
+The size is checked on the open descriptor too, and at most `limit + 1` bytes
+are read, so a file that grows while it is read is still refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+class InputFileError(Exception):
+    """A file that cannot be read as input; the message says why, without the path."""
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (symlinks followed)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError("no such file") from None
+    except PermissionError:
+        raise InputFileError("permission denied") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read: {exc.strerror or exc}") from None
+    _check_kind(info.st_mode, info.st_size, limit)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except PermissionError:
+        raise InputFileError("permission denied") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(descriptor)
+        _check_kind(info.st_mode, info.st_size, limit)
+        chunks, remaining = [], limit + 1
+        while remaining > 0:
+            chunk = os.read(descriptor, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        raise InputFileError(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(descriptor)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise InputFileError(f"file grew past the limit of {limit} bytes while it was read")
+    return data
+
+
+def _check_kind(mode: int, size: int, limit: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise InputFileError("is a directory, expected a file")
+    if not stat.S_ISREG(mode):
+        raise InputFileError("not a regular file (a device, FIFO or socket): expected a file")
+    if size > limit:
+        raise InputFileError(f"file is {size} bytes; the limit is {limit} bytes")
+
+
+def is_regular_file(path: Path) -> bool:
+    """Like Path.is_file(), without raising on odd paths."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
