@@ -24,8 +24,8 @@ from pathlib import Path
 
 from dlm_gen import conditions, yamlsrc
 from dlm_gen.errors import DlmError, RulesError
-from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.facts import Domain, input_fact_domains
+from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
 from dlm_gen.memory import Provider
 from dlm_gen.resources import data_dir
