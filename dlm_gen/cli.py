@@ -85,10 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_PROCESSES = 65536  # more than any launcher runs; beyond it a typo, not a plan
+
+
 def _positive(text: str) -> int:
+    if len(text) > 12:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PROCESSES}")
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if not 1 <= value <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PROCESSES}")
     return value
 
 

@@ -12,26 +12,66 @@ import difflib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from dlm_gen import yamlsrc
+from dlm_gen.datatables import limits
 from dlm_gen.errors import DlmError, Problem
+from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.schema import PER_ADAPTER_FIELDS, AdapterSettings, Frontmatter, TrainingConfig
-
-# Documents are training corpora written by hand; 16 MiB is far beyond that and
-# keeps a stray binary or a generated dump from being rendered into a script.
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 SECTION_KINDS = ("prose", "instruction", "preference")
 _FENCE_LIKE = re.compile(r"^::.*::$")
 _FENCE = re.compile(r"^::(?P<kind>[a-z]+)(?:#(?P<name>[a-z][a-z0-9_]{0,31}))?::$")
-_CODE_FENCE = re.compile(r"^(```|~~~)")
+_CODE_FENCE = re.compile(r"^(?P<marker>`{3,}|~{3,})(?P<rest>.*)$")
 _HEADINGS = {
     "instruction": ("### Q", "### A"),
     "preference": ("### Prompt", "### Chosen", "### Rejected"),
 }
+
+
+class CodeBlocks:
+    """Markdown code blocks, line by line: fence lines inside them are text.
+
+    A block opens at a line starting with three or more backticks or tildes
+    and closes at a line of the same character, at least as long, with nothing
+    after it (CommonMark's rule).
+    """
+
+    def __init__(self) -> None:
+        self.marker: str | None = None
+        self.opened_at: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.marker is not None
+
+    def feed(self, stripped: str, number: int) -> None:
+        fence = _CODE_FENCE.match(stripped)
+        if fence is None:
+            return
+        marker = fence["marker"]
+        if self.marker is None:
+            self.marker, self.opened_at = marker, number
+        elif (
+            marker[0] == self.marker[0]
+            and len(marker) >= len(self.marker)
+            and not fence["rest"].strip()
+        ):
+            self.marker, self.opened_at = None, None
+
+    def unclosed_problem(self, file: str) -> Problem | None:
+        if self.marker is None:
+            return None
+        return Problem(
+            file,
+            self.opened_at,
+            None,
+            f"code block opened here with {self.marker!r} is never closed: expected a "
+            f"closing {self.marker!r} line; every later line (including ### headings and "
+            "::fence:: lines) would be read as code",
+        )
 
 
 @dataclass(frozen=True)
@@ -112,7 +152,8 @@ class Document:
 def load_document(path: str | os.PathLike[str]) -> Document:
     """Read, parse and validate a `.dlm` file; raises `DlmError` with every problem."""
     file = str(path)
-    text = _read_text(file)
+    caps = limits()  # rules/limits.yaml: documents are corpora written by hand, not dumps
+    text = _read_text(file, caps["max_document_bytes"])
     front_text, front_start, body_lines, body_start = _split_frontmatter(file, text)
     front = yamlsrc.load(front_text, file, line_offset=front_start - 1)
     problems: list[Problem] = []
@@ -120,31 +161,26 @@ def load_document(path: str | os.PathLike[str]) -> Document:
     sections = _parse_body(file, body_lines, body_start, problems)
     if frontmatter is not None:
         _check_adapter_tags(file, frontmatter, sections, problems)
+        _check_caps(file, frontmatter, front, sections, caps, problems)
     if problems or frontmatter is None:
         raise DlmError(problems)
     return Document(file, frontmatter, tuple(sections), front.lines, front_start)
 
 
-def _read_text(file: str) -> str:
+def _read_text(file: str, limit: int) -> str:
+    """The document's text: a regular file (symlinks followed) within the limit, UTF-8."""
     try:
-        size = os.stat(file).st_size
-        if Path(file).is_dir():
-            raise DlmError.one(file, None, None, "is a directory, expected a .dlm file")
-        if size > MAX_DOCUMENT_BYTES:
-            raise DlmError.one(
-                file,
-                None,
-                None,
-                f"file is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes "
-                "(16 MiB): split the corpus into several documents",
+        data = read_bounded(file, limit)
+    except InputFileError as exc:
+        message = str(exc)
+        if message.startswith(("file is", "file grew")):
+            message += (
+                f" ({limit / 2**20:g} MiB, rules/limits.yaml max_document_bytes): split the "
+                "corpus into several documents"
             )
-        data = Path(file).read_bytes()
-    except FileNotFoundError:
-        raise DlmError.one(file, None, None, "no such file") from None
-    except PermissionError:
-        raise DlmError.one(file, None, None, "permission denied") from None
-    except IsADirectoryError:
-        raise DlmError.one(file, None, None, "is a directory, expected a .dlm file") from None
+        elif message.startswith("is a directory"):
+            message = "is a directory, expected a .dlm file"
+        raise DlmError.one(file, None, None, message) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -166,6 +202,14 @@ def _split_frontmatter(file: str, text: str) -> tuple[str, int, list[str], int]:
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     if text.endswith("\n"):
         lines.pop()
+    if "\r" in text and "\n" not in text:
+        raise DlmError.one(
+            file,
+            1,
+            None,
+            "the lines end in a carriage return alone (old Mac line endings); save the "
+            "document with LF (or CRLF) line endings",
+        )
     if not lines or lines[0].rstrip() != "---":
         raise DlmError.one(
             file,
@@ -292,7 +336,7 @@ def _parse_body(file: str, lines: list[str], first_line: int, problems: list[Pro
     """Split the body into sections at fence lines outside code blocks."""
     sections: list[Section] = []
     kind, adapter, start, chunk = "prose", None, first_line, []
-    in_code = False
+    code = CodeBlocks()
 
     def close_section() -> None:
         rows = _parse_section(file, kind, adapter, start, chunk, problems)
@@ -302,9 +346,8 @@ def _parse_body(file: str, lines: list[str], first_line: int, problems: list[Pro
     for offset, raw in enumerate(lines):
         number = first_line + offset
         stripped = raw.strip()
-        if _CODE_FENCE.match(stripped):
-            in_code = not in_code
-        if in_code or not _FENCE_LIKE.match(stripped) or len(stripped) < 4:
+        code.feed(stripped, number)
+        if code.open or not _FENCE_LIKE.match(stripped) or len(stripped) < 4:
             chunk.append(raw)
             continue
         fence = _FENCE.match(stripped)
@@ -319,6 +362,9 @@ def _parse_body(file: str, lines: list[str], first_line: int, problems: list[Pro
                 Problem(file, number, None, "prose sections cannot be tagged to an adapter")
             )
     close_section()
+    unclosed = code.unclosed_problem(file)
+    if unclosed is not None:
+        problems.append(unclosed)
     return sections
 
 
@@ -352,7 +398,7 @@ def _parse_section(
     parts: list[str] = []  # finished texts of the record being read
     current: list[str] | None = None  # lines under the latest heading
     record_line = start
-    in_code = False
+    code = CodeBlocks()
 
     def finish_record() -> None:
         if current is not None:
@@ -377,9 +423,8 @@ def _parse_section(
             rows.append(PreferenceRow(record_line, adapter, parts[0], parts[1], parts[2]))
 
     for number, raw in enumerate(lines, start=start + 1):
-        if _CODE_FENCE.match(raw.strip()):
-            in_code = not in_code
-        heading = None if in_code else raw.rstrip()
+        code.feed(raw.strip(), number)
+        heading = None if code.open else raw.rstrip()
         if heading not in headings:
             if current is not None:
                 current.append(raw)
@@ -425,3 +470,38 @@ def _check_adapter_tags(
                 f"declare (declared: {', '.join(sorted(declared))})"
             )
         problems.append(Problem(file, section.line, None, message))
+
+
+def _check_caps(
+    file: str,
+    frontmatter: Frontmatter,
+    front: yamlsrc.SourcedYaml,
+    sections: list[Section],
+    caps: dict[str, int],
+    problems: list[Problem],
+) -> None:
+    """Rows and adapters within rules/limits.yaml, so the script stays reviewable."""
+    adapters = frontmatter.training.adapters or {}
+    if len(adapters) > caps["max_adapters"]:
+        problems.append(
+            Problem(
+                file,
+                front.line_of(("training", "adapters")),
+                "training.adapters",
+                f"{len(adapters)} adapters; the limit is {caps['max_adapters']} "
+                "(rules/limits.yaml max_adapters): split them over several documents",
+            )
+        )
+    rows = [row for section in sections for row in section.rows]
+    if len(rows) > caps["max_rows"]:
+        first_over = rows[caps["max_rows"]]
+        problems.append(
+            Problem(
+                file,
+                first_over.line,
+                None,
+                f"{len(rows)} rows; the limit is {caps['max_rows']} (rules/limits.yaml "
+                "max_rows) and this is the first row over it: split the corpus into "
+                "several documents",
+            )
+        )

@@ -12,6 +12,11 @@ import os
 import stat
 from pathlib import Path
 
+from dlm_gen.errors import RulesError
+
+# Files above this size are not tables written by people.
+MAX_TABLE_BYTES = 4 * 1024 * 1024
+
 
 class InputFileError(Exception):
     """A file that cannot be read as input; the message says why, without the path."""
@@ -69,3 +74,20 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+def read_table(file: Path) -> str:
+    """A table's text, or a RulesError naming the file (never a traceback)."""
+    label = f"rules/{file.name}"
+    try:
+        data = read_bounded(file, MAX_TABLE_BYTES)
+    except InputFileError as exc:
+        raise RulesError(f"{label}: {exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RulesError(
+            f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the table as UTF-8"
+        ) from None

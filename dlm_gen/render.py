@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlm_gen import __version__
+from dlm_gen.datatables import limits
 from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
+from dlm_gen.errors import DlmError
 from dlm_gen.literals import python_literal
 from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.resources import data_dir
@@ -54,6 +56,15 @@ def render_plans(document: Document, plans: list[Plan], rules: RuleSet) -> Rende
         .from_string(template_text)
         .render(**context, version=__version__, script_hash=script_hash, script_name=name)
     )
+    size, cap = len(text.encode("utf-8")), limits()["max_script_bytes"]
+    if size > cap:
+        raise DlmError.one(
+            document.path,
+            None,
+            None,
+            f"the rendered script would be {size} bytes; the limit is {cap} "
+            "(rules/limits.yaml max_script_bytes): split the corpus into several documents",
+        )
     return Rendered(name, script_hash, text)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from dlm_gen import conditions, yamlsrc
 from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.facts import Domain, input_fact_domains
-from dlm_gen.files import InputFileError, read_bounded
+from dlm_gen.files import InputFileError, read_bounded, read_table
 from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
 from dlm_gen.memory import Provider
 from dlm_gen.resources import data_dir
@@ -125,8 +125,6 @@ class RuleSet:
 
 CACHE_ENV = "DLM_GEN_CACHE_DIR"
 RECEIPT_FORMAT = "dlm-gen checked-rules receipt 1"
-# Files above this size are not policy tables written by people.
-MAX_TABLE_BYTES = 4 * 1024 * 1024
 
 
 @functools.lru_cache(maxsize=4)
@@ -152,23 +150,6 @@ def load_rules(directory: Path | None = None) -> RuleSet:
     if not checked:
         _write_receipt(key)
     return rules
-
-
-def read_table(file: Path) -> str:
-    """A table's text, or a RulesError naming the file (never a traceback)."""
-    label = f"rules/{file.name}"
-    try:
-        data = read_bounded(file, MAX_TABLE_BYTES)
-    except InputFileError as exc:
-        raise RulesError(f"{label}: {exc}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise RulesError(
-            f"{label}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start}); save the table as UTF-8"
-        ) from None
 
 
 def _cache_key(texts: list[tuple[str, str]]) -> str:
@@ -330,8 +311,8 @@ def _build(
             base_models.update(value["models"])
         elif kind == "architectures":
             architectures.update(value["model_types"])
-        elif kind == "vocabulary":
-            continue  # read by dlm_gen.schema when the models are built
+        elif kind in ("vocabulary", "limits"):
+            continue  # read by dlm_gen.datatables, before the rule set
         elif kind == "verdicts":
             verdicts.extend(value["verdicts"])
         elif kind == "memory":

@@ -10,20 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dlm_gen.resources import data_dir
+from dlm_gen.datatables import vocabulary
 
-
-def _vocabulary() -> dict[str, list[str]]:
-    """The enum values of the training fields, from rules/vocabulary.yaml (policy is data)."""
-    text = (data_dir("rules") / "vocabulary.yaml").read_text(encoding="utf-8")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(text, Loader=loader)["fields"]
-
-
-_VOCABULARY = _vocabulary()
+# The enum values of the training fields come from rules/vocabulary.yaml (policy is data).
+_VOCABULARY = vocabulary()
 AdapterKind = Literal[tuple(_VOCABULARY["adapter"])]
 OptimizerName = Literal[tuple(_VOCABULARY["optimizer"])]
 SchedulerName = Literal[tuple(_VOCABULARY["lr_scheduler"])]
@@ -50,12 +42,12 @@ class AdapterSettings(_Strict):
         description="DoRA on top of the adapter: with qlora it is QDoRA; adapter: dora implies it.",
     )
     lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
-    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (alpha / r).")
+    lora_alpha: int = Field(16, ge=1, le=65536, description="LoRA scaling numerator (alpha / r).")
     lora_dropout: float = Field(0.05, ge=0.0, le=0.5, description="Dropout on the LoRA path.")
     target_modules: TargetModules = Field(
         "auto", description='"auto" (the base model\'s default) or a list of module names.'
     )
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    learning_rate: float = Field(2e-4, gt=0, le=1.0, description="Peak learning rate.")
 
 
 PER_ADAPTER_FIELDS = tuple(AdapterSettings.model_fields)
@@ -65,13 +57,13 @@ class TrainingConfig(AdapterSettings):
     """The `training:` block."""
 
     sequence_len: int = Field(2048, ge=64, le=32768, description="Maximum tokens per row.")
-    micro_batch_size: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+    micro_batch_size: Literal["auto"] | Annotated[int, Field(ge=1, le=65536)] = Field(
         "auto", description="Rows per device per step, or auto."
     )
-    grad_accum: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+    grad_accum: Literal["auto"] | Annotated[int, Field(ge=1, le=65536)] = Field(
         "auto", description="Gradient accumulation steps, or auto."
     )
-    num_epochs: int = Field(3, ge=1, description="Passes over the training rows.")
+    num_epochs: int = Field(3, ge=1, le=10000, description="Passes over the training rows.")
     optimizer: OptimizerName = Field("adamw_torch", description="Optimizer.")
     lr_scheduler: SchedulerName = Field("cosine", description="Learning-rate schedule.")
     warmup_ratio: float = Field(0.1, ge=0.0, le=0.5, description="Warm-up share of steps.")
@@ -140,7 +132,7 @@ class Frontmatter(_Strict):
     dlm_id: str | None = Field(
         None, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="Crockford-base32 ULID."
     )
-    dlm_version: int = Field(1, ge=1, description="Format version of the document.")
+    dlm_version: int = Field(1, ge=1, le=1000, description="Format version of the document.")
     base_model: str = Field(
         min_length=1,
         max_length=4096,

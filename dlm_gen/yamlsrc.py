@@ -5,13 +5,17 @@ runs out and loses line numbers once it has built Python objects. This loader
 composes the node tree itself and builds plain values from it, so that it can:
 
 * refuse duplicate keys and non-string keys, naming both lines;
-* stop after a fixed budget of nodes (an alias bomb fails in milliseconds);
+* stop after a fixed budget of nodes (an alias bomb fails in milliseconds),
+  and refuse an alias inside the value it names (`x: &a [*a]`);
+* refuse numbers no plan can use: infinities, NaN (`.inf`, `1e309`) and
+  integers too long for Python to read;
 * return, with the value, a map from each key path to the line it is on;
 * read `2e-4` as a float (YAML 1.1 wants `2.0e-4`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -66,6 +70,7 @@ class _Builder:
         self.line_offset = line_offset
         self.budget = budget
         self.lines: dict[Path, int] = {}
+        self.open_nodes: set[int] = set()  # collections being built: an alias to one loops
 
     def line(self, node: yaml.Node) -> int:
         return node.start_mark.line + 1 + self.line_offset
@@ -88,22 +93,51 @@ class _Builder:
                 f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed: "
                 "only plain mappings, lists and scalars",
             )
-        if isinstance(node, yaml.MappingNode):
-            return self.build_mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            items = []
-            for index, item in enumerate(node.value):
-                self.lines.setdefault((*path, index), self.line(item))
-                items.append(self.build(item, (*path, index)))
-            return items
-        return self.loader.construct_object(node, deep=True)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(node) in self.open_nodes:
+                raise DlmError.one(
+                    self.file,
+                    self.line(node),
+                    _dotted(path),
+                    "YAML alias refers to a value that contains it (the value would be "
+                    "infinitely deep)",
+                )
+            self.open_nodes.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self.build_mapping(node, path)
+                items = []
+                for index, item in enumerate(node.value):
+                    self.lines.setdefault((*path, index), self.line(item))
+                    items.append(self.build(item, (*path, index)))
+                return items
+            finally:
+                self.open_nodes.discard(id(node))
+        return self.scalar(node, path)
+
+    def scalar(self, node: yaml.Node, path: Path) -> object:
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except ValueError:  # Python refuses to read integers of more than 4300 digits
+            raise DlmError.one(
+                self.file, self.line(node), _dotted(path), "number has far too many digits"
+            ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DlmError.one(
+                self.file,
+                self.line(node),
+                _dotted(path),
+                f"expected a finite number, got {str(node.value)[:40]!r} "
+                "(quote it if you meant text)",
+            )
+        return value
 
     def build_mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, object]:
         self.loader.flatten_mapping(node)  # resolves `<<` merge keys
         result: dict[str, object] = {}
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = self.loader.construct_object(key_node, deep=True)
+            key = self.scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
             key_line = self.line(key_node)
             if not isinstance(key, str):
                 raise DlmError.one(

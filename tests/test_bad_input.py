@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
 
-from dlm_gen import document
+from dlm_gen.resources import data_dir
 from tests.conftest import DEFAULT_BODY
 
 
@@ -109,7 +110,11 @@ def test_alias_bomb_fails_fast(tmp_path, cli):
 
 
 def test_file_over_size_limit(tmp_path, cli, monkeypatch):
-    monkeypatch.setattr(document, "MAX_DOCUMENT_BYTES", 1000)
+    tables = tmp_path / "rules"
+    shutil.copytree(data_dir("rules"), tables)
+    limits = tables / "limits.yaml"
+    limits.write_text(limits.read_text().replace("16777216", "1000"))
+    monkeypatch.setenv("DLM_GEN_RULES", str(tables))
     path = write(tmp_path, "---\nbase_model: smollm2-135m\n---\n" + "x" * 2000)
     assert_fails(cli, path, expect=[f"{path}:", "limit is 1000 bytes"])
 

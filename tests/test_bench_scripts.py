@@ -24,3 +24,16 @@ def test_gpu_check_smoke_runs_on_the_cpu():
     assert any(line.startswith("lora ") for line in lines)
     assert any(line.startswith("galore (full)") for line in lines)
     assert "DoRA/LoRA step time ratio:" in result.stdout
+
+
+def test_limits_check_runs_on_a_small_document():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "limits_check.py"), "--rows", "300"]
+        + ["--bytes", "300000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "document: 300 rows" in result.stdout
+    assert "--help:   median" in result.stdout

@@ -1,0 +1,91 @@
+"""The caps of rules/limits.yaml: located refusals, no half-written script."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from dlm_gen.resources import data_dir
+from tests.conftest import dlm_text
+
+
+@pytest.fixture
+def caps(tmp_path, monkeypatch):
+    """Point DLM_GEN_RULES at a copy of the tables whose limits a test can lower."""
+    tables = tmp_path / "rules"
+    shutil.copytree(data_dir("rules"), tables)
+    monkeypatch.setenv("DLM_GEN_RULES", str(tables))
+
+    def set_cap(name: str, value: object) -> None:
+        table = tables / "limits.yaml"
+        lines = [
+            f"  {name}: {value}" if line.strip().startswith(f"{name}:") else line
+            for line in table.read_text().splitlines()
+        ]
+        table.write_text("\n".join(lines) + "\n")
+
+    return set_cap
+
+
+def rows_body(count: int) -> str:
+    return "".join(f"::instruction::\n### Q\nq{i}\n### A\na{i}\n" for i in range(count))
+
+
+def test_shipped_caps_are_documented_numbers():
+    from dlm_gen.datatables import limits
+
+    caps = limits()
+    assert caps["max_document_bytes"] == 16 * 2**20
+    assert caps["max_rows"] == 20000
+    assert caps["max_adapters"] == 32
+
+
+def test_one_row_over_the_cap_is_refused_at_that_row(tmp_path, cli, caps):
+    caps("max_rows", 3)
+    path = tmp_path / "doc.dlm"
+    path.write_text(dlm_text({"base_model": "smollm2-135m"}, rows_body(4)))
+    code, _, err = cli("explain", path, "--target", "cpu")
+    assert code == 1
+    # 3 frontmatter lines, then 5 lines per pair: the 4th pair's "### Q" is line 20
+    assert f"{path}:20: 4 rows; the limit is 3 (rules/limits.yaml max_rows)" in err
+    path.write_text(dlm_text({"base_model": "smollm2-135m"}, rows_body(3)))
+    assert cli("explain", path, "--target", "cpu")[0] == 0
+
+
+def test_too_many_adapters_are_refused_at_the_adapters_line(tmp_path, cli, caps):
+    caps("max_adapters", 2)
+    adapters = {name: {} for name in ("a", "b", "c")}
+    path = tmp_path / "doc.dlm"
+    path.write_text(dlm_text({"base_model": "smollm2-135m", "training": {"adapters": adapters}}))
+    code, _, err = cli("explain", path, "--target", "cpu")
+    assert code == 1
+    assert f"{path}:4: training.adapters: 3 adapters; the limit is 2" in err
+
+
+def test_a_script_over_the_cap_is_not_written(tmp_path, cli, caps):
+    caps("max_script_bytes", 5000)
+    path = tmp_path / "doc.dlm"
+    path.write_text(dlm_text({"base_model": "smollm2-135m"}))
+    out = tmp_path / "out"
+    code, _, err = cli("render", path, "--target", "cpu", "--out", out)
+    assert code == 1
+    assert "the rendered script would be" in err and "max_script_bytes" in err
+    assert not out.exists() or not list(out.iterdir())
+    code, _, err = cli("check", path, "--target", "cpu", "--out", out)
+    assert code == 1 and "max_script_bytes" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "true", "lots", "1.5"])
+def test_a_broken_limits_table_is_a_located_error(tmp_path, cli, caps, value):
+    from dlm_gen import datatables
+
+    datatables._limits.cache_clear()
+    caps("max_rows", value)
+    path = tmp_path / "doc.dlm"
+    path.write_text(dlm_text({"base_model": "smollm2-135m"}))
+    code, _, err = cli("explain", path, "--target", "cpu")
+    datatables._limits.cache_clear()
+    assert code == 1
+    assert "rules/limits.yaml:" in err and "limits.max_rows: expected a positive integer" in err
+    assert "Traceback" not in err
