@@ -10,11 +10,48 @@ come from the `architectures` table.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 HUB_PREFIX = "hf:"
+# The Hub's repository id grammar (huggingface_hub's validate_repo_id), ASCII
+# only: each part starts and ends with a letter, digit or underscore, holds
+# letters, digits, '-', '_' and '.', and has at most 96 characters.
+_HUB_PART = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$")
+
+
+def hub_id_problem(hub_id: str) -> str | None:
+    """Why `hub_id` is not a Hub repository id (org/name), or None when it is."""
+    parts = hub_id.split("/")
+    if len(parts) != 2:
+        return "a repository id is exactly one org and one name, separated by '/'"
+    for part in parts:
+        if not _HUB_PART.match(part):
+            return (
+                "each part holds only ASCII letters, digits, '-', '_' and '.', starts and "
+                "ends with a letter, digit or '_', and has at most 96 characters"
+            )
+        if ".." in part or "--" in part:
+            return "'..' and '--' are not allowed in a repository id"
+    if hub_id.endswith(".git"):
+        return "a repository id does not end in '.git'"
+    return None
+
+
+def is_written_as_path(text: str) -> bool:
+    """`./x`, `../x`, `~/x`, `/x` or anything with a '/': a local directory, not a key."""
+    return "/" in text or text in (".", "..", "~") or text.startswith("~")
+
+
+def normalized_path(text: str) -> str:
+    """The path as written, normalized ('a/./b/../c' -> './a/c'); '~' stays '~'."""
+    normalized = posixpath.normpath(text)
+    if normalized.startswith(("/", "~", "../")) or normalized == "..":
+        return normalized
+    return "./" + normalized.removeprefix("./")
 
 
 @dataclass(frozen=True)
@@ -77,6 +114,20 @@ def count_parameters(config: dict, family: dict) -> int:
     return embeddings + config["num_hidden_layers"] * layer + hidden + head
 
 
+class BaseModelError(Exception):
+    """A local model directory whose files cannot give its facts; names the file."""
+
+    def __init__(self, file: Path, field: str | None, message: str) -> None:
+        super().__init__(f"{file}: {field + ': ' if field else ''}{message}")
+        self.file, self.field, self.message = file, field, message
+
+
+# Sizes a real decoder has: from 1 to 2**24 (16.7M) each. Beyond that a config
+# is broken or hostile, and its arithmetic would overflow or mislead the plan.
+MAX_DIMENSION = 2**24
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
 def safetensors_parameters(directory: Path) -> int | None:
     """Count parameters from safetensors headers alone (shapes, not data)."""
     total = 0
@@ -84,19 +135,93 @@ def safetensors_parameters(directory: Path) -> int | None:
     if not files:
         return None
     for file in files:
-        with file.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100_000_000:
-                return None
-            header = json.loads(handle.read(length))
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
+        for shape in _safetensors_shapes(file):
             count = 1
-            for dim in entry["shape"]:
+            for dim in shape:
                 count *= dim
             total += count
     return total
+
+
+def _safetensors_shapes(file: Path) -> list[list[int]]:
+    """The tensor shapes in one safetensors header; BaseModelError names the file."""
+    try:
+        with file.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise BaseModelError(file, None, "shorter than a safetensors header (8 bytes)")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_SAFETENSORS_HEADER:
+                raise BaseModelError(file, None, f"header of {length} bytes is implausible")
+            header = json.loads(handle.read(length))
+    except OSError as exc:
+        raise BaseModelError(file, None, f"cannot read: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError):
+        raise BaseModelError(file, None, "header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise BaseModelError(file, None, "header is not a JSON object")
+    shapes = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(
+            _is_int(d) and 0 <= d <= MAX_DIMENSION for d in shape
+        ):
+            raise BaseModelError(
+                file, None, f"tensor {str(name)[:80]!r}: expected a shape of sizes 0..2**24"
+            )
+        shapes.append(shape)
+    return shapes
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_config(directory: Path, limit: int) -> dict:
+    """config.json as a JSON object whose shape fields are plausible integers."""
+    from dlm_gen.files import InputFileError, read_bounded
+
+    file = directory / "config.json"
+    try:
+        config = json.loads(read_bounded(file, limit))
+    except InputFileError as exc:
+        raise BaseModelError(file, None, str(exc)) from None
+    except RecursionError:
+        raise BaseModelError(file, None, "nested too deeply to be a model config") from None
+    except ValueError as exc:  # also UnicodeDecodeError and over-long integers
+        raise BaseModelError(file, None, f"not valid JSON: {str(exc)[:120]}") from None
+    if not isinstance(config, dict):
+        raise BaseModelError(file, None, "expected a JSON object")
+    for key in (*SHAPE_KEYS, "max_position_embeddings"):
+        value = config.get(key)
+        optional = key in ("num_key_value_heads", "head_dim", "max_position_embeddings")
+        if value is None and (optional or key not in config):
+            continue
+        if not _is_int(value) or not 1 <= value <= (2**31 if optional else MAX_DIMENSION):
+            raise BaseModelError(
+                file,
+                key,
+                f"expected a whole number from 1 to {2**31 if optional else MAX_DIMENSION}, "
+                f"got {_short(value)}",
+            )
+    for key in ("model_type",):
+        if key in config and not isinstance(config[key], str):
+            raise BaseModelError(file, key, f"expected a string, got {_short(config[key])}")
+    architectures = config.get("architectures")
+    if architectures is not None and not (
+        isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
+    ):
+        raise BaseModelError(file, "architectures", "expected a list of class names")
+    return config
+
+
+def _short(value: object) -> str:
+    text = (
+        json.dumps(value) if not isinstance(value, int) or abs(value) < 10**20 else "a huge number"
+    )
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def from_registry(key: str, entry: dict, families: dict, source: str = "registry") -> BaseModel:
@@ -123,16 +248,23 @@ def from_hub_id(key: str, hub_id: str) -> BaseModel:
     return BaseModel(key, "hub", hub_id, None, None, None, None, None, None, None)
 
 
-def from_directory(key: str, directory: Path, families: dict) -> BaseModel:
-    """A local model directory: facts from config.json, never from the weights."""
-    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    if not isinstance(config, dict):
-        raise ValueError("config.json is not a JSON object")
+def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20) -> BaseModel:
+    """A local model directory: facts from config.json, never from the weights.
+
+    `key` is the path as the document wrote it (normalized); it is what the
+    script records, so that no absolute path of the rendering machine leaks.
+    """
+    config = read_config(directory, limit)
     model_type = config.get("model_type")
     architectures = config.get("architectures") or [None]
-    family = families.get(model_type)
+    family = families.get(model_type) if model_type is not None else None
     params: int | None
     if family is not None:
+        missing = [k for k in REQUIRED_SHAPE_KEYS if k not in config]
+        if missing:
+            raise BaseModelError(
+                directory / "config.json", missing[0], f"required for model_type {model_type}"
+            )
         params = count_parameters(config, family)
     else:
         params = safetensors_parameters(directory)
@@ -142,7 +274,7 @@ def from_directory(key: str, directory: Path, families: dict) -> BaseModel:
         source="local",
         hub_id=None,
         revision=None,
-        path=str(directory),
+        path=key,
         model_type=model_type,
         architecture=architectures[0],
         params=params,
@@ -164,10 +296,18 @@ SHAPE_KEYS = (
 )
 
 
+REQUIRED_SHAPE_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+)
+
+
 def _shape(config: dict) -> dict | None:
     shape = {key: config.get(key) for key in SHAPE_KEYS}
-    required = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-    if not all(isinstance(shape[key], int) for key in (*required, "vocab_size")):
+    if not all(_is_int(shape[key]) for key in REQUIRED_SHAPE_KEYS):
         return None
     return shape
 

@@ -30,7 +30,7 @@ def check_document(
         refused = refusal_error(document, plans)
         if refused:
             return refused.problems
-        rendered = render_plans(document, plans, rules)
+        rendered = render_plans(document, plans, rules, out)
     except DlmError as exc:
         return exc.problems
     path = out / rendered.name

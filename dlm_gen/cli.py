@@ -167,7 +167,8 @@ def _render(args: argparse.Namespace) -> int:
     refused = refusal_error(document, plans)
     if refused:
         raise refused
-    path = write_atomically(Path(args.out), render_plans(document, plans, rules))
+    out = Path(args.out)
+    path = write_atomically(out, render_plans(document, plans, rules, out))
     print(path)
     return 0
 

@@ -38,10 +38,18 @@ class Rendered:
     text: str
 
 
-def render_plans(document: Document, plans: list[Plan], rules: RuleSet) -> Rendered:
-    """The script for these plans (none of them refused)."""
+def render_plans(
+    document: Document, plans: list[Plan], rules: RuleSet, out_dir: str | Path = "generated"
+) -> Rendered:
+    """The script for these plans (none of them refused), to be written into `out_dir`.
+
+    Paths in the script are relative to the script's own directory (`out_dir`):
+    the document it came from and, for a local base, the document's directory
+    that the base's path is relative to. A checkout moved or copied elsewhere
+    renders the same bytes, and no absolute path of this machine is embedded.
+    """
     template_text = (data_dir("templates") / TEMPLATE).read_text(encoding="utf-8")
-    context = _context(document, plans, rules)
+    context = _context(document, plans, rules, Path(out_dir))
     inputs = {
         "dlm_gen": __version__,
         "template": hashlib.sha256(template_text.encode("utf-8")).hexdigest(),
@@ -68,8 +76,16 @@ def render_plans(document: Document, plans: list[Plan], rules: RuleSet) -> Rende
     return Rendered(name, script_hash, text)
 
 
-def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str, object]:
+def relative_to(path: Path, start: Path) -> str:
+    """`path` relative to the directory `start`, with '/' separators."""
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def _context(
+    document: Document, plans: list[Plan], rules: RuleSet, out_dir: Path
+) -> dict[str, object]:
     base = plans[0].base
+    document_path = Path(document.path)
     processes = plans[0].fields["processes"]
     target = {"name": plans[0].target, **plans[0].target_profile, "processes": processes}
     rows, preference_rows = [], 0
@@ -91,7 +107,7 @@ def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str,
         elif isinstance(row, PreferenceRow):
             preference_rows += 1
     return {
-        "document_name": Path(document.path).name,
+        "document_name": relative_to(document_path, out_dir),
         "target_name": target["name"],
         "target_description": (target["gpu"] or "host CPU")
         + (f", {processes} processes" if processes > 1 else ""),
@@ -101,6 +117,11 @@ def _context(document: Document, plans: list[Plan], rules: RuleSet) -> dict[str,
             "key": base.key,
             "source": base.source,
             "path": base.path or base.hub_id,
+            # A local base's path is relative to the document's directory; this is
+            # that directory relative to the script's.
+            "document_dir": (
+                relative_to(document_path.parent, out_dir) if base.source == "local" else None
+            ),
             "revision": base.revision,
             "architecture": base.architecture,
             "params": base.params,

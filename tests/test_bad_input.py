@@ -138,7 +138,7 @@ def test_unknown_base_model(tmp_path, cli):
 
 def test_directory_base_without_config(tmp_path, cli):
     (tmp_path / "empty-model").mkdir()
-    path = write(tmp_path, "---\nbase_model: empty-model\n---\n" + DEFAULT_BODY)
+    path = write(tmp_path, "---\nbase_model: ./empty-model\n---\n" + DEFAULT_BODY)
     assert_fails(cli, path, expect=[f"{path}:2:", "base_model", "has no config.json"])
 
 
@@ -225,7 +225,7 @@ def test_usage_error_is_exit_2(cli):
 
 def test_tilde_user_that_does_not_exist(tmp_path, cli):
     path = write(tmp_path, "---\nbase_model: ~no-such-user-here/model\n---\n" + DEFAULT_BODY)
-    assert_fails(cli, path, expect=[f"{path}:2:", "unknown base model"])
+    assert_fails(cli, path, expect=[f"{path}:2:", "base_model", "no such user"])
 
 
 def test_yaml_tags_are_refused(tmp_path, cli):

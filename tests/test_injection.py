@@ -82,7 +82,7 @@ BASELINE_DIR.mkdir()
 (BASELINE_DIR / "model").mkdir()
 (BASELINE_DIR / "model" / "config.json").write_text(json.dumps(CONFIG))
 BASELINE_SHAPE = statement_shape(
-    ast.parse(render(BASELINE_DIR, "plain", "model", "prose", "q", "a")[0])
+    ast.parse(render(BASELINE_DIR, "plain", "./model", "prose", "q", "a")[0])
 )
 
 
@@ -93,12 +93,13 @@ def test_hostile_text_is_only_ever_a_literal(system_prompt, base_name, prose, qu
     try:
         (directory / base_name).mkdir()
         (directory / base_name / "config.json").write_text(json.dumps(CONFIG))
-        text, document = render(directory, system_prompt, base_name, prose, question, answer)
+        written = f"./{base_name}"  # a local directory is written as a path
+        text, document = render(directory, system_prompt, written, prose, question, answer)
         tree = ast.parse(text)
         assert statement_shape(tree) == BASELINE_SHAPE
         values = constants(tree)
         assert values["SYSTEM_PROMPT"] == system_prompt
-        assert values["BASE_MODEL"]["path"] == str((directory / base_name).resolve())
+        assert values["BASE_MODEL"]["path"] == written  # relative to the document, as written
         [prose_row, pair] = values["ROWS"]
         [parsed_prose, parsed_pair] = document.rows
         assert prose_row["text"] == parsed_prose.text == prose.strip()

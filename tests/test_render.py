@@ -148,7 +148,7 @@ def test_interrupted_write_leaves_no_partial_script(tmp_path, monkeypatch):
 def test_header_tells_a_reviewer_what_they_need(tmp_path):
     text = rendered_text(EXAMPLES / "multi-adapter.dlm", "a10g").text
     header = text.split('"""')[0]
-    assert "from multi-adapter.dlm" in header
+    assert "from ../examples/multi-adapter.dlm. Do not edit:" in header
     assert "# Target:       a10g (NVIDIA A10G)" in header
     assert "# Reason [facts]: precision=bf16" in header
     assert "# Requires:     accelerate>=1.0, peft>=0.9," in header

@@ -53,7 +53,8 @@ def render(directory: Path, base: Path, training: dict, body=BODY, target="cpu")
     document = load_document(path)
     plans = make_plans(document, rules, target)
     assert not any(plan.refused for plan in plans), [p.refusals for p in plans]
-    return write_atomically(directory / "generated", render_plans(document, plans, rules))
+    out = directory / "generated"
+    return write_atomically(out, render_plans(document, plans, rules, out))
 
 
 def run(script: Path, output_dir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
@@ -308,4 +309,5 @@ def render_for_processes(directory: Path, base: Path, processes: int) -> Path:
     rules = load_rules()
     document = load_document(path)
     plans = make_plans(document, rules, "cpu", processes)
-    return write_atomically(directory / "generated", render_plans(document, plans, rules))
+    out = directory / "generated"
+    return write_atomically(out, render_plans(document, plans, rules, out))
