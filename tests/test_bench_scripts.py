@@ -26,10 +26,12 @@ def test_gpu_check_smoke_runs_on_the_cpu():
     assert "DoRA/LoRA step time ratio:" in result.stdout
 
 
+SMALL_DOCUMENT = ("--rows", "300", "--bytes", "300000")
+
+
 def test_limits_check_runs_on_a_small_document():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "limits_check.py"), "--rows", "300"]
-        + ["--bytes", "300000"],
+        [sys.executable, str(ROOT / "bench" / "limits_check.py"), *SMALL_DOCUMENT],
         capture_output=True,
         text=True,
         timeout=600,
