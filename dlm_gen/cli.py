@@ -160,6 +160,7 @@ def _render(args: argparse.Namespace) -> int:
     from dlm_gen.plan import make_plans, refusal_error
     from dlm_gen.render import render_plans, write_atomically
     from dlm_gen.rules import load_rules
+    from dlm_gen.scripts import remove_older, remove_stale_temporaries
 
     rules = load_rules()
     document = load_document(args.file)
@@ -170,6 +171,9 @@ def _render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     path = write_atomically(out, render_plans(document, plans, rules, out))
     print(path)
+    for older in remove_older(out, path):  # the document's previous script, same target
+        print(f"removed {older} (an older render of {args.file})", file=sys.stderr)
+    remove_stale_temporaries(out)
     return 0
 
 

@@ -175,16 +175,26 @@ def comment_text(value: object) -> str:
 
 
 def write_atomically(directory: Path, rendered: Rendered) -> Path:
-    """Temp file in the same directory, then rename: a reader never sees half a script."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Temp file in the same directory, fsync, then rename: a reader never sees half a script.
+
+    The temporary file is not executable until its bytes are on disk; an error
+    names the destination, not the temporary file.
+    """
     path = directory / rendered.name
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".train_", suffix=".tmp")
+    temporary: str | None = None
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(rendered.text)
-        os.chmod(temporary, 0o755)
+        directory.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".train_", suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(rendered.text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), 0o755)
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        temporary = None
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
     return path
