@@ -117,17 +117,38 @@ def main(argv: list[str] | None = None) -> int:
         _print_problems(exc.problems)
         return 1
     except RulesError as exc:
-        print(f"dlm-gen: {exc}", file=sys.stderr)
+        _print_error(f"dlm-gen: {exc}")
         return 1
     except OSError as exc:  # e.g. an output directory that cannot be written
         where = exc.filename or "dlm-gen"
-        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        _print_error(f"error: {where}: {exc.strerror or exc}")
         return 1
+
+
+def _say(text: object, file=None) -> None:
+    """Print with every control and hidden character of the input escaped.
+
+    Output echoes file names, fence lines, field values and run.json fields;
+    none of them may move the cursor, recolour the terminal or forge a line.
+    (JSON output needs no such care: json.dumps escapes them itself.)
+    """
+    from dlm_gen.literals import visible
+
+    print("\n".join(visible(line) for line in str(text).split("\n")), file=file or sys.stdout)
+
+
+def _print_error(text: str) -> None:
+    _say(text, file=sys.stderr)
 
 
 def _print_problems(problems: list[Problem]) -> None:
     for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
+        _print_error(f"error: {visible_one_line(str(problem))}")
+
+
+def visible_one_line(text: str) -> str:
+    """A problem is one line: a line break inside it comes from the input."""
+    return text.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -143,9 +164,9 @@ def _explain(args: argparse.Namespace) -> int:
         print(json.dumps(explain_json(plans, args.file, plans[0].target), indent=2))
     else:
         for plan, line in zip(plans, reason_lines(plans), strict=True):
-            print(line)
+            _say(line)
             if args.verbose:
-                print("\n".join(f"  {text}" for text in verbose_lines(plan, rules)))
+                _say("\n".join(f"  {text}" for text in verbose_lines(plan, rules)))
     refused = refusal_error(document, plans)
     if refused:
         _print_problems(refused.problems)
@@ -170,9 +191,9 @@ def _render(args: argparse.Namespace) -> int:
         raise refused
     out = Path(args.out)
     path = write_atomically(out, render_plans(document, plans, rules, out))
-    print(path)
+    _say(path)
     for older in remove_older(out, path):  # the document's previous script, same target
-        print(f"removed {older} (an older render of {args.file})", file=sys.stderr)
+        _say(f"removed {older} (an older render of {args.file})", file=sys.stderr)
     remove_stale_temporaries(out)
     return 0
 
@@ -190,7 +211,7 @@ def _check(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(problems)
         return 1
-    print(f"{len(args.files)} document(s) in sync with {args.out}/")
+    _say(f"{len(args.files)} document(s) in sync with {args.out}/")
     return 0
 
 
@@ -208,15 +229,15 @@ def _compare(args: argparse.Namespace) -> int:
     if args.plot:
         compare.plot(a, b, Path(args.plot))
     for note in notes:
-        print(note, file=sys.stderr)
+        _say(note, file=sys.stderr)
     if args.json:
         data = {"a": args.run_a, "b": args.run_b, "figures": rows, "verdict": decided}
         print(json.dumps(data, indent=2))
         return 0
-    print(compare.format_table(a, b, rows))
-    print(f"\nverdict: {decided['text']}")
+    _say(compare.format_table(a, b, rows))
+    _say(f"\nverdict: {decided['text']}")
     if args.plot:
-        print(f"plot: {args.plot}")
+        _say(f"plot: {args.plot}")
     return 0
 
 
@@ -252,7 +273,7 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(_doctor_text(report))
+        _say(_doctor_text(report))
     return 1 if unmet else 0
 
 
@@ -302,7 +323,7 @@ def _targets() -> int:
     for name, profile in rules.targets.items():
         marker = " (default)" if name == rules.default_target else ""
         gpu = profile["gpu"] or "host CPU"
-        print(f"{name:<10} {gpu}{marker}")
+        _say(f"{name:<10} {gpu}{marker}")
     return 0
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlm_gen.datatables import limits
 from dlm_gen.errors import DlmError
+from dlm_gen.files import InputFileError, read_bounded
 
 # (label, how to read it from one adapter's run record, unit)
 FIGURES = (
@@ -43,24 +46,44 @@ class Run:
     record: dict  # one adapter's entry in run.json
 
 
+# Bounds of each figure a run.json may hold (None: may be missing). A value
+# outside them is a broken or hand-made file, and would make a nonsense verdict.
+RECORD_NUMBERS: dict[str, tuple[float, float]] = {
+    "trainable_parameters": (0, 1e15),
+    "steps": (0, 1e12),
+    "final_train_loss": (0, 1e6),
+    "eval_loss": (0, 1e6),
+    "delta_kl": (0, 1e6),
+    "delta_js": (0, 1.0),
+    "mean_step_seconds": (0, 1e9),
+    "peak_memory_bytes": (0, 1e18),
+    "wall_seconds": (0, 1e9),
+}
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_LOSSES = 10_000_000
+
+
 def load_run(given: str, adapter: str | None) -> Run:
     path = Path(given)
     if path.is_dir():
         path = path / "run.json"
+    file = str(path)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        adapters = manifest["adapters"]
-    except FileNotFoundError:
-        raise DlmError.one(str(path), None, None, "no run.json here: run a script first") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DlmError.one(str(path), None, None, f"not a dlm-gen run.json: {exc}") from None
-    if not isinstance(adapters, list) or not all(
-        isinstance(entry, dict)
-        and isinstance(entry.get("plan"), dict)
-        and "adapter" in entry["plan"]
-        for entry in adapters
-    ):
-        raise DlmError.one(str(path), None, None, "not a dlm-gen run.json: no adapters with a plan")
+        manifest = json.loads(
+            read_bounded(path, limits()["max_run_json_bytes"]), parse_constant=_no_constant
+        )
+    except InputFileError as exc:
+        message = "no run.json here: run a script first" if "no such" in str(exc) else str(exc)
+        raise DlmError.one(file, None, None, message) from None
+    except RecursionError:
+        raise DlmError.one(file, None, None, "not a dlm-gen run.json: nested too deeply") from None
+    except ValueError as exc:
+        raise DlmError.one(file, None, None, f"not valid JSON: {str(exc)[:120]}") from None
+    adapters = manifest.get("adapters") if isinstance(manifest, dict) else None
+    if not isinstance(adapters, list) or not adapters:
+        raise DlmError.one(file, None, "adapters", "not a dlm-gen run.json: no adapters list")
+    for index, entry in enumerate(adapters):
+        _check_record(file, f"adapters[{index}]", entry)
     names = [entry.get("name") for entry in adapters]
     if adapter is None and len(adapters) == 1:
         return Run(given, adapters[0])
@@ -68,7 +91,60 @@ def load_run(given: str, adapter: str | None) -> Run:
         return Run(given, adapters[names.index(adapter)])
     choices = ", ".join(str(n) for n in names)
     raise DlmError.one(
-        str(path), None, "--adapter", f"pick one adapter of this run with --adapter ({choices})"
+        file, None, "--adapter", f"pick one adapter of this run with --adapter ({choices})"
+    )
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number a run can report")
+
+
+def _check_record(file: str, where: str, entry: object) -> None:
+    """One adapter's record: the fields compare reads, each of the right type and range."""
+
+    def fail(field: str, expected: str, got: object) -> DlmError:
+        shown = (
+            json.dumps(got) if not isinstance(got, int) or abs(got) < 10**20 else "a huge number"
+        )
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return DlmError.one(file, None, f"{where}.{field}", f"expected {expected}, got {shown}")
+
+    if not isinstance(entry, dict):
+        raise fail("", "an object", entry)
+    plan = entry.get("plan")
+    if not isinstance(plan, dict) or not isinstance(plan.get("adapter"), str):
+        raise fail("plan.adapter", "an adapter kind", plan)
+    if not _KIND.match(plan["adapter"]):
+        raise fail("plan.adapter", "an adapter kind such as lora or dora", plan["adapter"])
+    name = entry.get("name")
+    if name is not None and not (isinstance(name, str) and _KIND.match(name)):
+        raise fail("name", "an adapter name", name)
+    for field, (low, high) in RECORD_NUMBERS.items():
+        value = entry.get(field)
+        if value is not None and not (_finite(value) and low <= value <= high):
+            raise fail(field, f"a number from {low:g} to {high:g}", value)
+    settings = entry.get("settings")
+    rank = settings.get("lora_r") if isinstance(settings, dict) else None
+    if rank is not None and not (_finite(rank) and 0 < rank <= 1e6):
+        raise fail("settings.lora_r", "a rank from 1 to 1e6", rank)
+    losses = entry.get("losses")
+    if losses is not None and not (
+        isinstance(losses, list)
+        and len(losses) <= MAX_LOSSES
+        and all(_finite(x) and 0 <= x <= 1e6 for x in losses)
+    ):
+        raise fail("losses", "a list of losses from 0 to 1e6", losses)
+    digest = entry.get("rows_sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) <= 128):
+        raise fail("rows_sha256", "a hex digest", digest)
+
+
+def _finite(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (not isinstance(value, int) or abs(value) < 10**30)
+        and math.isfinite(value)
     )
 
 
@@ -83,8 +159,8 @@ def figures(run: Run) -> dict[str, object]:
 
 
 def relative(a: object, b: object) -> float | None:
-    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
-    if not numbers or a == 0 or not math.isfinite(a) or not math.isfinite(b):
+    """(b - a) / |a|, or None when either is missing or a is zero (no relative change)."""
+    if not (_finite(a) and _finite(b)) or a == 0:
         return None
     return (b - a) / abs(a)
 
@@ -115,6 +191,13 @@ def _decide(row: dict, baseline: Run, challenger: Run, threshold: float | None) 
     base_kind = baseline.record["plan"]["adapter"]
     challenger_kind = challenger.record["plan"]["adapter"]
     change = relative(base_value, challenger_value)
+    if _finite(base_value) and _finite(challenger_value) and base_value == 0:
+        return {
+            "rule": row["id"],
+            "keep": base_kind,
+            "text": f"keep {base_kind}: its {label} is 0, so no relative gain by "
+            f"{challenger_kind} ({challenger_value:.4g}) can be measured against it",
+        }
     if change is None:
         return {
             "rule": row["id"],

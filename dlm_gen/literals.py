@@ -12,6 +12,7 @@ string, start a statement or reach a Jinja tag.
 from __future__ import annotations
 
 import math
+import unicodedata
 
 INDENT = "    "
 
@@ -55,14 +56,39 @@ def string_literal(text: str) -> str:
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
+# Categories a reviewer cannot see, or that draw onto their neighbour: controls,
+# format characters (bidi, zero-width), unassigned and private code points,
+# line/paragraph separators, every combining mark, and spaces other than ' '.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs", "Mn", "Mc", "Me"})
+# Letters and symbols that render as blank space (Hangul fillers, braille blank, ...).
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e\u17b4\u17b5\u2061\u2062")
+
+
+def is_hidden(char: str) -> bool:
+    """Whether a reviewer could miss `char` on screen, or mistake what it does."""
+    if " " <= char <= "~":  # printable ASCII, the common case
+        return False
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES or char in _BLANK_GLYPHS
+
+
+def visible(text: str) -> str:
+    """`text` with every hidden character written as an escape (for terminals, comments)."""
+    if all(" " <= char <= "~" for char in text):
+        return text
+    return "".join((_NAMED.get(char) or _code(char)) if is_hidden(char) else char for char in text)
+
 
 def _escape(char: str, quote: str) -> str:
     if char in _NAMED:
         return _NAMED[char]
     if char == quote:
         return "\\" + char
-    if char.isprintable() and char not in "\x85\u2028\u2029":
+    if not is_hidden(char):
         return char
+    return _code(char)
+
+
+def _code(char: str) -> str:
     code = ord(char)
     if code <= 0xFF:
         return f"\\x{code:02x}"

@@ -22,7 +22,7 @@ from dlm_gen import __version__
 from dlm_gen.datatables import limits
 from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
 from dlm_gen.errors import DlmError
-from dlm_gen.literals import python_literal
+from dlm_gen.literals import python_literal, visible
 from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import RuleSet
@@ -166,12 +166,8 @@ def _environment():
 
 
 def comment_text(value: object) -> str:
-    """Text safe inside a `#` comment: every line break and control character escaped."""
-    text = str(value)
-    return "".join(
-        char if char.isprintable() and char not in "\x85\u2028\u2029" else repr(char)[1:-1]
-        for char in text
-    )
+    """Text safe inside a `#` comment: line breaks and every hidden character escaped."""
+    return visible(str(value))
 
 
 def write_atomically(directory: Path, rendered: Rendered) -> Path:

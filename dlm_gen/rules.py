@@ -127,8 +127,18 @@ CACHE_ENV = "DLM_GEN_CACHE_DIR"
 RECEIPT_FORMAT = "dlm-gen checked-rules receipt 1"
 
 
-@functools.lru_cache(maxsize=4)
 def load_rules(directory: Path | None = None) -> RuleSet:
+    """The checked rule set of a directory (default: the shipped one, or $DLM_GEN_RULES)."""
+    return _load_rules_at(Path(directory) if directory is not None else data_dir("rules"))
+
+
+def forget_loaded_rules() -> None:
+    """Drop the in-process cache of loaded rule sets (for tests that edit tables in place)."""
+    _load_rules_at.cache_clear()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_rules_at(directory: Path) -> RuleSet:
     """Load and check every `*.yaml` in the rules directory (default: the shipped one).
 
     The rule set is always built from the tables' bytes. Checking them (JSON
@@ -139,7 +149,6 @@ def load_rules(directory: Path | None = None) -> RuleSet:
     so a tampered, truncated or foreign cache file can cost speed, never
     change a plan. The receipt is parsed as JSON; no cached object is ever loaded.
     """
-    directory = Path(directory) if directory is not None else data_dir("rules")
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise RulesError(f"{directory}: no rule tables (*.yaml) found")

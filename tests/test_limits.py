@@ -87,5 +87,15 @@ def test_a_broken_limits_table_is_a_located_error(tmp_path, cli, caps, value):
     code, _, err = cli("explain", path, "--target", "cpu")
     datatables._limits.cache_clear()
     assert code == 1
-    assert "rules/limits.yaml:" in err and "limits.max_rows: expected a positive integer" in err
+    assert "rules/limits.yaml:10: limits" in err and "max_rows" in err
     assert "Traceback" not in err
+
+
+def test_the_limits_reader_checks_the_table_itself(tmp_path, caps):
+    """Documents are read before the rule set in some paths: the reader checks too."""
+    from dlm_gen import datatables
+    from dlm_gen.errors import RulesError
+
+    caps("max_rows", "lots")
+    with pytest.raises(RulesError, match=r"limits\.max_rows: expected a positive integer"):
+        datatables.limits()

@@ -29,13 +29,13 @@ def setup(tmp_path, monkeypatch):
     shutil.copytree(data_dir("rules"), tables)
     cache = tmp_path / "cache"
     monkeypatch.setenv("DLM_GEN_CACHE_DIR", str(cache))
-    rules_module.load_rules.cache_clear()
+    rules_module.forget_loaded_rules()
     yield tables, cache
-    rules_module.load_rules.cache_clear()
+    rules_module.forget_loaded_rules()
 
 
 def fresh_load(tables):
-    rules_module.load_rules.cache_clear()
+    rules_module.forget_loaded_rules()
     return rules_module.load_rules(tables)
 
 
