@@ -229,7 +229,8 @@ def check_same_rows(a: Run, b: Run, force: bool) -> list[str]:
     if digest_a == digest_b and digest_a is not None:
         return []
     why = (
-        f"the runs trained on different rows ({str(digest_a)[:12]} vs {str(digest_b)[:12]}): "
+        f"{a.label} and {b.label} trained on different rows ({str(digest_a)[:12]} vs "
+        f"{str(digest_b)[:12]}): "
         "their losses and divergences measure different data"
     )
     if not force:

@@ -11,8 +11,21 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
+from dlm_gen.errors import DlmError
+
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "galore-torch", "accelerate")
 MEMORY_TOLERANCE = 0.10  # a profile's memory may differ this much from what CUDA reports
+
+
+def _broken_torch(exc: Exception) -> DlmError:
+    message = " ".join(str(exc).split())[:200]
+    return DlmError.one(
+        "torch",
+        None,
+        None,
+        f"installed but broken: {type(exc).__name__}: {message}; reinstall it (the README "
+        "pins the version) or check the CUDA driver",
+    )
 
 
 def detect_host() -> dict[str, object]:
@@ -21,9 +34,14 @@ def detect_host() -> dict[str, object]:
         import torch
     except ImportError:
         return _cpu_profile()
-    if not torch.cuda.is_available():
-        return _cpu_profile()
-    properties = torch.cuda.get_device_properties(0)
+    except Exception as exc:  # a broken install raises anything at import (RuntimeError, ...)
+        raise _broken_torch(exc) from None
+    try:
+        if not torch.cuda.is_available():
+            return _cpu_profile()
+        properties = torch.cuda.get_device_properties(0)
+    except Exception as exc:  # a driver/runtime mismatch surfaces here
+        raise _broken_torch(exc) from None
     capability = float(f"{properties.major}.{properties.minor}")
     return {
         "backend": "cuda",
