@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,74 @@ def test_absurd_process_counts_are_usage_errors(tmp_path, cli, processes):
     code, _, err = cli("explain", path, "--processes", processes)
     assert code == 2
     assert "must be between 1 and 65536" in err
+
+
+def test_terminal_escapes_in_input_are_printed_escaped(tmp_path):
+    base = tmp_path / "base.dlm"
+    base.write_text('---\nbase_model: "nope\\e[2K\\r\\e[32mdlm-gen: 0 problems"\n---\nx\n')
+    fence = tmp_path / "fence.dlm"
+    fence.write_text("---\nbase_model: smollm2-135m\n---\nx\n::instr\x1b[2Kuction::\n")
+    for path, shown in (
+        (base, "nope\\x1b[2K\\r\\x1b[32mdlm-gen: 0 problems"),
+        (fence, "::instr\\x1b[2Kuction::"),
+    ):
+        done = run_cli("explain", path)
+        assert done.returncode == 1
+        assert "\x1b" not in done.stderr and "\r" not in done.stderr
+        assert shown in done.stderr
+
+
+def test_compare_labels_are_printed_escaped(tmp_path):
+    record = {"plan": {"adapter": "lora"}, "eval_loss": 1.0, "rows_sha256": "ab"}
+    runs = []
+    for name in ("a\x1b[31m", "b\u202e"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"adapters": [record]}))
+        runs.append(tmp_path / name)
+    done = run_cli("compare", *runs)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\u202e" not in done.stdout
+    assert "a\\x1b[31m" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("hf:../evil", "each part holds only"),
+        ("hf:./x", "each part holds only"),
+        ("hf:org/with space", "each part holds only"),
+        ("hf:\u043e\u0440\u0433/name", "each part holds only"),
+        ("hf:org/na--me", "'--' are not allowed"),
+        ("hf:a/b/c", "exactly one org and one name"),
+    ],
+)
+def test_hub_ids_follow_the_repository_id_grammar(tmp_path, cli, base, problem):
+    path = write_dlm(tmp_path, {"base_model": base})
+    code, _, err = cli("explain", path)
+    assert code == 1 and "expected hf:org/name with a Hub repository id" in err and problem in err
+
+
+def test_a_registry_key_wins_and_a_directory_must_be_written_as_a_path(tmp_path, cli):
+    (tmp_path / "smollm2-135m").mkdir()  # a directory named like a registry key
+    path = write_dlm(tmp_path, {"base_model": "smollm2-135m"})
+    code, out, _ = cli("explain", path, "--json")
+    assert code == 0 and json.loads(out)["base_model"]["source"] == "registry"
+    (tmp_path / "tiny").mkdir()
+    path = write_dlm(tmp_path, {"base_model": "tiny"})
+    code, _, err = cli("explain", path)
+    assert code == 1 and "a local directory is written as a path: ./tiny" in err
+
+
+@pytest.mark.parametrize(
+    ("base", "training", "target"),
+    [
+        ("hf:meta-llama/Llama-3.1-405B", {"adapter": "full"}, "t4"),
+        ("hf:meta-llama/Llama-3.3-70B-Instruct", {}, "8xh100"),
+    ],
+)
+def test_an_unknown_size_says_the_fit_is_unchecked(tmp_path, cli, base, training, target):
+    path = write_dlm(tmp_path, {"base_model": base, "training": training})
+    code, out, _ = cli("explain", path, "--target", target)
+    assert code == 0 and "warn=fit-unchecked(size-unknown)" in out
+    code, out, _ = cli("render", path, "--target", target, "--out", tmp_path / "out")
+    assert "# Warning:      fit-unchecked(size-unknown):" in Path(out.strip()).read_text()

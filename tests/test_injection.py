@@ -9,15 +9,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dlm_gen.document import load_document
+from dlm_gen.literals import is_hidden, python_literal
 from dlm_gen.plan import make_plans
-from dlm_gen.render import render_plans
+from dlm_gen.render import comment_text, render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import TINY_LLAMA_CONFIG
+from tests.conftest import TINY_LLAMA_CONFIG, dlm_text
 
 RULES = load_rules()
 NASTY = [*"\"'\\\n\t{}%#`$ ()[]:;,.=*+-", "'''", '"""', "{{", "}}", "{%", "%}", "{#", "#}"]
@@ -107,3 +109,33 @@ def test_hostile_text_is_only_ever_a_literal(system_prompt, base_name, prose, qu
         assert pair["question"] == question.strip() and pair["answer"] == answer.strip()
     finally:
         shutil.rmtree(directory)
+
+
+INVISIBLE = ["\u3164", "\u115f", "\uffa0", "\u2800", "x\u0338", "\u00a0", "\u3000", "\ufe0f"]
+
+
+@pytest.mark.parametrize("text", INVISIBLE)
+def test_characters_a_reviewer_cannot_see_are_escaped(text):
+    literal = python_literal(text)
+    assert ast.literal_eval(literal) == text
+    assert all(" " <= char <= "~" for char in literal), literal
+    assert all(" " <= char <= "~" for char in comment_text(f"doc{text}.dlm"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30))
+def test_literals_show_no_hidden_character(text):
+    literal = python_literal(text)
+    assert ast.literal_eval(literal) == text
+    assert not any(is_hidden(char) for char in literal)
+    assert not any(is_hidden(char) for char in comment_text(text))
+
+
+def test_a_document_name_with_hidden_characters_is_escaped_in_the_header(tmp_path):
+    path = tmp_path / "a\u3164b\u202e.dlm"
+    path.write_text(dlm_text({"base_model": "smollm2-135m"}))
+    document = load_document(path)
+    text = render_plans(document, make_plans(document, RULES, "cpu"), RULES, tmp_path).text
+    header = text.split('"""')[0]
+    assert "a\\u3164b\\u202e.dlm" in header
+    assert not any(is_hidden(char) for char in header if char != "\n")
