@@ -104,3 +104,23 @@ def example_in(directory: Path, name: str, tiny_model_dir: Path | None = None) -
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def run_dlm_gen(*args, cwd: Path = ROOT, extra_path: Path | None = None, timeout: float = 120):
+    """`python -m dlm_gen ARGS` in a subprocess: a hang or a traceback cannot hide in-process.
+
+    `extra_path` goes first on PYTHONPATH (e.g. a fake, broken `torch` package).
+    """
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (extra_path, ROOT) if p is not None)
+    return subprocess.run(
+        [sys.executable, "-m", "dlm_gen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )

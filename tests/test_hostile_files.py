@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import sys
 
 import pytest
 
 from dlm_gen.resources import data_dir
-from tests.conftest import TINY_LLAMA_CONFIG
+from tests.conftest import TINY_LLAMA_CONFIG, run_dlm_gen
 
 
 def local_base(tmp_path, config: dict | str | bytes) -> tuple:
@@ -166,49 +165,26 @@ def edit(table, old: str, new: str) -> None:
         ("targets.yaml", "memory_gb: 80", "memory_gb: .inf", "expected a finite number"),
     ],
 )
-def test_broken_rule_tables_are_located_errors(tables, run_cli, file, old, new, expected):
+def test_broken_rule_tables_are_located_errors(tables, file, old, new, expected):
     copy, document = tables
     edit(copy / file, old, new)
-    done = run_cli("explain", document, "--target", "cpu")
+    done = run_dlm_gen("explain", document, "--target", "cpu")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"rules/{file}:" in done.stderr and expected in done.stderr
 
 
-def test_a_non_utf8_table_is_a_located_error(tables, run_cli):
+def test_a_non_utf8_table_is_a_located_error(tables):
     copy, document = tables
     (copy / "lora.yaml").write_bytes((copy / "lora.yaml").read_bytes() + b"\n# caf\xe9\n")
-    done = run_cli("explain", document, "--target", "cpu")
+    done = run_dlm_gen("explain", document, "--target", "cpu")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "rules/lora.yaml:" in done.stderr and "not valid UTF-8" in done.stderr
 
 
-def test_doctor_with_a_torch_that_raises_on_import(tmp_path, run_cli):
+def test_doctor_with_a_torch_that_raises_on_import(tmp_path):
     fake = tmp_path / "fake" / "torch"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise RuntimeError('CUDA driver mismatch')\n")
-    done = run_cli("doctor", env_path=tmp_path / "fake")
+    done = run_dlm_gen("doctor", extra_path=tmp_path / "fake")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "torch: installed but broken: RuntimeError: CUDA driver mismatch" in done.stderr
-
-
-@pytest.fixture
-def run_cli():
-    import os
-    import subprocess
-
-    from tests.conftest import ROOT
-
-    def run(*args, env_path=None):
-        env = dict(os.environ)
-        if env_path is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(env_path), str(ROOT)])
-        return subprocess.run(
-            [sys.executable, "-m", "dlm_gen", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=120,
-        )
-
-    return run

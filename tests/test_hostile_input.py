@@ -10,23 +10,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, dlm_text, write_dlm
+from tests.conftest import dlm_text, run_dlm_gen, write_dlm
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """dlm-gen in a subprocess: a hang or a traceback cannot hide in-process."""
-    return subprocess.run(
-        [sys.executable, "-m", "dlm_gen", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def run_cli(*args, timeout: float = 60) -> subprocess.CompletedProcess:
+    return run_dlm_gen(*args, timeout=timeout)
 
 
 def assert_clean_failure(done: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -8,7 +8,6 @@ working directory, and --base-dir serves a script copied away from its tree.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,14 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_LLAMA_CONFIG, dlm_text
+from tests.conftest import TINY_LLAMA_CONFIG, dlm_text, run_dlm_gen
 
 
 def dlm_gen(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "dlm_gen", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
+    return run_dlm_gen(*args, cwd=cwd)
 
 
 def checkout(root: Path, base: Path | None) -> Path:
