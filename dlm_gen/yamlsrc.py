@@ -26,6 +26,7 @@ from dlm_gen.errors import DlmError, Problem
 Path = tuple[str | int, ...]
 # Collections are built here, not by PyYAML, so their tags are checked here too.
 PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_STR_TAG = "tag:yaml.org,2002:str"
 
 # A node budget far above any real document or rule table.
 DEFAULT_NODE_BUDGET = 20_000
@@ -117,7 +118,10 @@ class _Builder:
 
     def scalar(self, node: yaml.Node, path: Path) -> object:
         try:
-            value = self.loader.construct_object(node, deep=True)
+            if node.tag == _STR_TAG:  # most scalars: skip PyYAML's dispatch
+                value = node.value
+            else:
+                value = self.loader.construct_object(node, deep=True)
         except ValueError:  # Python refuses to read integers of more than 4300 digits
             raise DlmError.one(
                 self.file, self.line(node), _dotted(path), "number has far too many digits"
