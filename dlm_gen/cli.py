@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-
-# pydantic scans every installed distribution for plugins on first use, which
-# costs more than the whole plan; dlm-gen uses none.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from dlm_gen import __version__
 from dlm_gen.errors import DlmError, Problem, RulesError
+from dlm_gen.startup import skip_pydantic_plugin_discovery
+
+skip_pydantic_plugin_discovery()  # before any model is built: dlm-gen uses no plugins
 
 
 def _add_target_options(command: argparse.ArgumentParser) -> None:

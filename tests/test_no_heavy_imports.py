@@ -66,3 +66,33 @@ def test_refused_plan_does_not_import_it_either(tmp_path):
     )
     outcome = run_probe(["explain", str(path), "--target", "cpu"], block=HEAVY)
     assert outcome["code"] == 1
+
+
+def test_explain_skips_pydantic_plugin_discovery():
+    """With plugins disabled, importlib.metadata (an eighth of an explain) is never imported."""
+    probe = (
+        "import sys\nfrom dlm_gen.cli import main\n"
+        f"main(['explain', {str(EXAMPLES / 'galore-smollm2.dlm')!r}])\n"
+        "print('metadata' if 'importlib.metadata' in sys.modules else 'clean')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "clean"
+
+
+def test_the_plugin_stand_in_hands_other_names_to_the_real_loader():
+    probe = (
+        "import sys\nfrom dlm_gen.startup import LOADER, skip_pydantic_plugin_discovery\n"
+        "skip_pydantic_plugin_discovery()\n"
+        "stand_in = sys.modules[LOADER]\n"
+        "assert list(stand_in.get_plugins()) == []\n"
+        "group = stand_in.PYDANTIC_ENTRY_POINT_GROUP\n"
+        "assert group == 'pydantic' and sys.modules[LOADER] is not stand_in\n"
+        "print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr
