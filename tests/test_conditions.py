@@ -91,3 +91,19 @@ def test_describe_reads_like_the_table():
         {"training.optimizer": {"in": ["a", "b"]}, "base.params": {"lt": 5}}
     )
     assert conditions.describe(condition) == "training.optimizer in [a,b] and base.params<5"
+
+
+@given(st.lists(conditions_on_two_facts, min_size=0, max_size=24))
+def test_bucketed_pairs_never_skip_a_pair_that_can_overlap(rows):
+    """The loader compares only candidate pairs: every pair left out must be disjoint."""
+    candidates = set(conditions.candidate_pairs(list(rows)))
+    for i, first in enumerate(rows):
+        for j in range(i + 1, len(rows)):
+            if (i, j) not in candidates:
+                assert not brute_force_overlap(first, rows[j]), (first, rows[j])
+
+
+def test_bucketing_keeps_a_keyed_table_linear():
+    rows = [(Clause("training.seed", "eq", i),) for i in range(2400)]
+    rows += [(Clause("training.lora_r", "eq", 8),)]  # one row that tests another fact
+    assert len(conditions.candidate_pairs(rows)) == 2400  # the odd row against each bucket
