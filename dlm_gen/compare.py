@@ -21,7 +21,7 @@ from dlm_gen.files import InputFileError, read_bounded
 # (label, how to read it from one adapter's run record, unit)
 FIGURES = (
     ("adapter kind", lambda r: r["plan"]["adapter"], ""),
-    ("rank", lambda r: r["settings"]["lora_r"] if r["plan"].get("peft", True) else None, ""),
+    ("rank", lambda r: _rank(r) if r["plan"].get("peft", True) else None, ""),
     ("trainable parameters", lambda r: r["trainable_parameters"], ""),
     ("steps", lambda r: r["steps"], ""),
     ("final train loss", lambda r: r["final_train_loss"], ""),
@@ -32,6 +32,15 @@ FIGURES = (
     ("peak memory", lambda r: r["peak_memory_bytes"] / 2**20, "MiB"),
     ("wall time", lambda r: r["wall_seconds"], "s"),
 )
+
+
+def _rank(record: dict) -> object:
+    """The LoRA rank: a plan field since the plan holds every value (older runs: settings)."""
+    if "lora_r" in record["plan"]:
+        return record["plan"]["lora_r"]
+    return record["settings"]["lora_r"]
+
+
 METRICS = {
     "eval_loss": "eval loss",
     "final_train_loss": "final train loss",
@@ -124,9 +133,12 @@ def _check_record(file: str, where: str, entry: object) -> None:
         if value is not None and not (_finite(value) and low <= value <= high):
             raise fail(field, f"a number from {low:g} to {high:g}", value)
     settings = entry.get("settings")
-    rank = settings.get("lora_r") if isinstance(settings, dict) else None
-    if rank is not None and not (_finite(rank) and 0 < rank <= 1e6):
-        raise fail("settings.lora_r", "a rank from 1 to 1e6", rank)
+    for where_rank, rank in (
+        ("plan.lora_r", plan.get("lora_r")),
+        ("settings.lora_r", settings.get("lora_r") if isinstance(settings, dict) else None),
+    ):
+        if rank is not None and not (_finite(rank) and 0 < rank <= 1e6):
+            raise fail(where_rank, "a rank from 1 to 1e6", rank)
     losses = entry.get("losses")
     if losses is not None and not (
         isinstance(losses, list)

@@ -15,10 +15,16 @@ import math
 import unicodedata
 
 INDENT = "    "
+LINE_LENGTH = 100  # the project's ruff line length, which the script must pass
 
 
-def python_literal(value: object, indent: int = 0) -> str:
-    """Python source for `value`, continuation lines indented `indent` levels."""
+def python_literal(value: object, indent: int = 0, used: int = 0) -> str:
+    """Python source for `value`, continuation lines indented `indent` levels.
+
+    `used` is how many columns the value's first line shares with other text
+    (a key, `NAME = `, a trailing comma and comment): a string that would
+    overflow the line is written as parenthesized pieces, each within it.
+    """
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, int):
@@ -28,25 +34,79 @@ def python_literal(value: object, indent: int = 0) -> str:
             raise ValueError(f"no Python literal for {value!r}")
         return repr(value)
     if isinstance(value, str):
-        return string_literal(value)
+        return _string(value, indent, used)
     if isinstance(value, (list, tuple)):
-        return _collection("[", "]", [python_literal(v, indent + 1) for v in value], indent)
+        items = [python_literal(v, indent + 1, used=1) for v in value]
+        return _collection("[", "]", items, indent)
     if isinstance(value, dict):
-        items = []
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"dict keys must be strings, got {key!r}")
-            items.append(f"{string_literal(key)}: {python_literal(item, indent + 1)}")
-        return _collection("{", "}", items, indent)
+        return commented_dict(value, {}, indent)
     raise TypeError(f"no Python literal for {type(value).__name__}")
 
 
-def _collection(opening: str, closing: str, items: list[str], indent: int) -> str:
+def commented_dict(value: dict, comments: dict[str, str], indent: int = 0) -> str:
+    """A dict literal, one item per line, an item's comment (if any) after its comma."""
+    items = []
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"dict keys must be strings, got {key!r}")
+        key_source = string_literal(key)
+        comment = f"  # {visible(comments[key])}" if key in comments else ""
+        used = len(key_source) + 2 + 1 + len(comment)
+        items.append(f"{key_source}: {python_literal(item, indent + 1, used)},{comment}")
+    return _collection("{", "}", items, indent, commas=False)
+
+
+def assignment(name: str, value: object) -> str:
+    """`NAME = literal`, wrapped to the line length."""
+    return f"{name} = {python_literal(value, 0, used=len(name) + 3)}"
+
+
+def _collection(
+    opening: str, closing: str, items: list[str], indent: int, commas: bool = True
+) -> str:
     if not items:
         return opening + closing
     inner = INDENT * (indent + 1)
-    body = "".join(f"{inner}{item},\n" for item in items)
+    comma = "," if commas else ""
+    body = "".join(f"{inner}{item}{comma}\n" for item in items)
     return f"{opening}\n{body}{INDENT * indent}{closing}"
+
+
+def _string(text: str, indent: int, used: int) -> str:
+    literal = string_literal(text)
+    if len(INDENT) * indent + used + len(literal) <= LINE_LENGTH:
+        return literal
+    inner = INDENT * (indent + 1)
+    pieces = _pieces(text, LINE_LENGTH - len(inner))
+    body = "".join(f"{inner}{string_literal(piece)}\n" for piece in pieces)
+    return f"(\n{body}{INDENT * indent})"
+
+
+def _pieces(text: str, width: int) -> list[str]:
+    """Cut `text` into pieces whose literals fit `width`: after a newline, else after a
+    space, else anywhere (never inside an escape: a piece is escaped on its own)."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 2  # the quotes
+    last_space = -1
+    for char in text:
+        cost = len(_escape(char, '"'))  # double quotes: the costlier escaping, so safe
+        if current and size + cost > width:
+            cut = last_space + 1 if last_space >= 0 else len(current)
+            pieces.append("".join(current[:cut]))
+            current = current[cut:]
+            size = 2 + sum(len(_escape(c, '"')) for c in current)
+            last_space = -1
+        current.append(char)
+        size += cost
+        if char == " ":
+            last_space = len(current) - 1
+        elif char == "\n":
+            pieces.append("".join(current))
+            current, size, last_space = [], 2, -1
+    if current:
+        pieces.append("".join(current))
+    return pieces
 
 
 def string_literal(text: str) -> str:

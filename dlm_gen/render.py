@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from dlm_gen import __version__
 from dlm_gen.datatables import limits
 from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
 from dlm_gen.errors import DlmError
-from dlm_gen.literals import python_literal, visible
+from dlm_gen.literals import (
+    INDENT,
+    LINE_LENGTH,
+    assignment,
+    commented_dict,
+    python_literal,
+    visible,
+)
 from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import RuleSet
@@ -129,25 +137,99 @@ def _context(
         },
         "system_prompt": document.frontmatter.system_prompt,
         "requirements": list(requirements_of(plans)),
-        "warnings": [
-            f"{warning.token}: {' '.join(warning.message.split())}"
-            for plan in plans
-            for warning in plan.warnings
+        "warnings": _warnings(plans),
+        "plans": [
+            {
+                "label": f"Reason [{p.adapter_name}]" if p.adapter_name else "Reason",
+                "reason": p.reason(),
+            }
+            for p in plans
         ],
-        "plans": [{"name": p.adapter_name, "reason": p.reason()} for p in plans],
+        "base_description": _base_description(base),
+        "launch_flags": LAUNCH_FLAGS,
+        "header_width": header_width(plans),
         "adapters": [
             {
                 "name": plan.adapter_name,
                 "reason": plan.reason(),
                 "plan": dict(plan.fields),
-                "settings": dict(plan.settings),
                 "decided_by": {d.field: d.rule for d in plan.decisions},
             }
             for plan in plans
         ],
+        "adapters_source": adapters_source(plans),
         "rows": rows,
         "preference_rows": preference_rows,
     }
+
+
+# Every flag the script takes, for the header's launch line.
+LAUNCH_FLAGS = "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--base-dir DIR]"
+HEADER_LABEL_WIDTH = 16  # "# Warning:      ": the values of the header start in one column
+
+
+def _base_description(base) -> str:
+    where = " (relative to the document)" if base.source == "local" else ""
+    revision = base.revision or "default branch (no pinned revision)"
+    return f"{base.path or base.hub_id}{where} @ {revision}"
+
+
+def _warnings(plans: list[Plan]) -> list[dict[str, str]]:
+    """Each warning once, labelled with the adapters it concerns (when there are several)."""
+    seen: dict[str, list[str]] = {}
+    for plan in plans:
+        for warning in plan.warnings:
+            text = f"{warning.token}: {' '.join(warning.message.split())}"
+            names = seen.setdefault(text, [])
+            if plan.adapter_name:
+                names.append(plan.adapter_name)
+    return [
+        {
+            "label": f"Warning [{', '.join(names)}]" if names and len(plans) > 1 else "Warning",
+            "text": text,
+        }
+        for text, names in seen.items()
+    ]
+
+
+def header_width(plans: list[Plan]) -> int:
+    """The column where header values start: past the longest label."""
+    labels = [w["label"] for w in _warnings(plans)]
+    labels += [f"Reason [{p.adapter_name}]" for p in plans if p.adapter_name]
+    return max([HEADER_LABEL_WIDTH, *(len(f"# {label}: ") for label in labels)])
+
+
+def header_field(label: str, text: object, width: int) -> str:
+    """`# Label:  value`, wrapped to the line length, continuation lines aligned."""
+    first = f"# {visible(label)}:".ljust(width)
+    wrapped = textwrap.wrap(
+        visible(str(text)),
+        width=LINE_LENGTH - width,
+        break_on_hyphens=False,
+        break_long_words=True,
+    )
+    lines = wrapped or [""]
+    return "\n".join(
+        (first if i == 0 else "#".ljust(width)) + line for i, line in enumerate(lines)
+    ).rstrip()
+
+
+def adapters_source(plans: list[Plan]) -> str:
+    """`ADAPTERS = [...]`: per adapter its name, reason line and plan, one line per field,
+    each commented with the rule that decided it (what `explain` names)."""
+    entries = []
+    inner = INDENT * 2
+    for plan in plans:
+        decided_by = {decision.field: decision.rule for decision in plan.decisions}
+        reason = python_literal(plan.reason(), 2, used=len('"reason": ,'))
+        entries.append(
+            f"{INDENT}{{\n"
+            f'{inner}"name": {python_literal(plan.adapter_name)},\n'
+            f'{inner}"reason": {reason},\n'
+            f'{inner}"plan": {commented_dict(dict(plan.fields), decided_by, 2)},\n'
+            f"{INDENT}}},\n"
+        )
+    return "ADAPTERS = [\n" + "".join(entries) + "]"
 
 
 def _environment():
@@ -161,6 +243,8 @@ def _environment():
         lstrip_blocks=True,
     )
     environment.filters["py"] = python_literal
+    environment.filters["assign"] = assignment
+    environment.filters["header"] = header_field
     environment.filters["comment"] = comment_text
     return environment
 

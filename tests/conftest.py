@@ -124,3 +124,20 @@ def run_dlm_gen(*args, cwd: Path = ROOT, extra_path: Path | None = None, timeout
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def plan_comments(script: str) -> list[dict[str, str]]:
+    """Per adapter of a rendered script, each plan field's trailing rule comment."""
+    adapters: list[dict[str, str]] = []
+    key = None
+    for line in script.split("\n"):
+        if line == '        "plan": {':
+            adapters.append({})
+        elif adapters and line.startswith('            "'):
+            key = line.strip().split('"')[1]
+        item_line = line.startswith("            ") and not line.startswith("             ")
+        if adapters and item_line and ",  # " in line and key:  # not a nested line
+            adapters[-1][key] = line.rsplit(",  # ", 1)[1]
+        if line == "]":
+            key = None
+    return adapters

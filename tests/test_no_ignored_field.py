@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 
 import pytest
@@ -12,26 +13,26 @@ from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
 from dlm_gen.schema import Frontmatter, TrainingConfig
-from tests.conftest import write_dlm
+from tests.conftest import DEFAULT_BODY, write_dlm
 
 # field: (another valid value, where the script reads it)
 CHANGES = {
     "adapter": ("dora", 'plan["use_dora"]'),
-    "lora_r": (16, 'settings["lora_r"]'),
-    "lora_alpha": (32, 'settings["lora_alpha"]'),
-    "lora_dropout": (0.1, 'settings["lora_dropout"]'),
+    "lora_r": (16, 'plan["lora_r"]'),
+    "lora_alpha": (32, 'plan["lora_alpha"]'),
+    "lora_dropout": (0.1, 'plan["lora_dropout"]'),
     "target_modules": (["q_proj", "v_proj", "lm_head"], 'plan["target_modules"]'),
-    "learning_rate": (1e-4, 'settings["learning_rate"]'),
-    "sequence_len": (1024, 'settings["sequence_len"]'),
+    "learning_rate": (1e-4, 'plan["learning_rate"]'),
+    "sequence_len": (1024, 'plan["sequence_len"]'),
     "micro_batch_size": (2, 'plan["micro_batch_size"]'),
     "grad_accum": (8, 'plan["grad_accum"]'),
-    "num_epochs": (5, 'settings["num_epochs"]'),
+    "num_epochs": (5, 'plan["num_epochs"]'),
     "optimizer": ("adamw_bnb_8bit", 'plan["optim"]'),
-    "lr_scheduler": ("linear", 'settings["lr_scheduler"]'),
-    "warmup_ratio": (0.2, 'settings["warmup_ratio"]'),
+    "lr_scheduler": ("linear", 'plan["lr_scheduler"]'),
+    "warmup_ratio": (0.2, 'plan["warmup_ratio"]'),
     "precision": ("bf16", 'plan["bf16"]'),
     "attention": ("eager", 'plan["attn"]'),
-    "seed": (7, 'settings["seed"]'),
+    "seed": (7, 'plan["seed"]'),
     "use_dora": (True, 'plan["use_dora"]'),
     "galore_rank": (16, 'plan["galore_rank"]'),
     "galore_update_proj_gap": (50, 'plan["galore_update_proj_gap"]'),
@@ -90,7 +91,7 @@ def test_changing_a_field_changes_the_script(tmp_path, field):
     [plan_after] = adapters_of(after)
     kind, key = re.match(r'(\w+)\["(\w+)"\]', reader).groups()
     assert plan_before[kind][key] != plan_after[kind][key], f"{field} does not reach {reader}"
-    code = after.split("ROWS = ", 1)[1]
+    code = after[after.index("\ndef parse_args") : after.index("\nROWS = ")]
     assert reader.replace('"', "'") in code or reader in code, f"the script never reads {reader}"
 
 
@@ -115,3 +116,80 @@ def test_listed_no_effect_fields_really_change_nothing(tmp_path, field):
     assert [r["line"] + 1 for r in rows_before] == [r["line"] for r in rows_after]
     strip = [{k: v for k, v in r.items() if k != "line"} for r in rows_before]
     assert strip == [{k: v for k, v in r.items() if k != "line"} for r in rows_after]
+
+
+def regions(text: str) -> dict[str, range]:
+    """Line ranges of the header, the plan literal, its requirements, the SCRIPT_HASH line."""
+    lines = text.split("\n")
+    header_end = next(i for i, line in enumerate(lines) if line.startswith('"""'))
+    plan_start = lines.index("ADAPTERS = [")
+    requirements_start = lines.index("REQUIREMENTS = [")
+    hash_line = next(i for i, line in enumerate(lines) if line.startswith("SCRIPT_HASH = "))
+    return {
+        "header": range(header_end),
+        "plan": range(plan_start, lines.index("]", plan_start) + 1),
+        "requirements": range(requirements_start, lines.index("]", requirements_start) + 1),
+        "hash": range(hash_line, hash_line + 1),
+    }
+
+
+def render_flow(tmp_path, training) -> str:
+    """Like render, with lists on one line: the document keeps its line count."""
+    lines = [f"  {key}: {json.dumps(value)}" for key, value in training.items()]
+    path = tmp_path / "doc.dlm"
+    front = "\n".join(["base_model: smollm2-135m", "training:", *lines])
+    path.write_text("---\n" + front + "\n---\n" + DEFAULT_BODY)
+    rules = load_rules()
+    document = load_document(path)
+    return render_plans(document, make_plans(document, rules, "cpu"), rules).text
+
+
+@pytest.mark.parametrize("field", sorted(CHANGES))
+def test_a_field_change_touches_its_plan_lines_and_the_hash_only(tmp_path, field):
+    """A reviewer's diff of a one-field change: the plan line(s), the header, the hash."""
+    import difflib
+
+    value, reader = CHANGES[field]
+    default = TrainingConfig.model_fields[field].default
+    context = CONTEXT.get(field, {})
+    before = render_flow(tmp_path, {**context, field: default})  # same document lines
+    after = render_flow(tmp_path, {**context, field: value})
+    allowed_before, allowed_after = regions(before), regions(after)
+    matcher = difflib.SequenceMatcher(None, before.split("\n"), after.split("\n"), autojunk=False)
+    changed_plan_lines: list[int] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        for index in range(i1, i2):
+            assert any(index in r for r in allowed_before.values()), (
+                field,
+                before.split("\n")[index],
+            )
+        for index in range(j1, j2):
+            line = after.split("\n")[index]
+            assert any(index in r for r in allowed_after.values()), (field, line)
+            if index in allowed_after["plan"]:
+                changed_plan_lines.append(index)
+    key = re.match(r'plan\["(\w+)"\]', reader).group(1)
+    lines = after.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(f'            "{key}": '))
+    end = next(i for i in range(start, len(lines)) if ",  # " in lines[i])
+    assert set(changed_plan_lines) & set(range(start, end + 1)), (key, changed_plan_lines)
+
+
+@pytest.mark.parametrize(
+    ("example", "target"), [("galore-smollm2.dlm", "a100-80gb"), ("multi-adapter.dlm", "a10g")]
+)
+def test_every_plan_line_names_the_rule_explain_names(example, target):
+    from tests.conftest import EXAMPLES, plan_comments
+
+    rules = load_rules()
+    document = load_document(EXAMPLES / example)
+    plans = make_plans(document, rules, target)
+    text = render_plans(document, plans, rules).text
+    comments = plan_comments(text)
+    assert len(comments) == len(plans)
+    for plan, by_field in zip(plans, comments, strict=True):
+        explained = {d["field"]: d["rule"] for d in plan.to_json()["decisions"]}
+        assert by_field == explained
+        assert set(by_field) == set(plan.fields)

@@ -114,11 +114,10 @@ def test_template_change_changes_the_hash(tmp_path, monkeypatch):
 def test_rendered_script_passes_ruff_check_and_format(tmp_path, example, target):
     script = render_module.write_atomically(tmp_path, rendered_text(EXAMPLES / example, target))
     ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run([*ruff, "check", "--isolated", str(script)], capture_output=True)
+    config = ["--config", str(ROOT / "pyproject.toml"), "--no-cache"]  # the project's rules
+    check = subprocess.run([*ruff, "check", *config, str(script)], capture_output=True)
     assert check.returncode == 0, check.stdout.decode()
-    fmt = subprocess.run(
-        [*ruff, "format", "--isolated", "--check", str(script)], capture_output=True
-    )
+    fmt = subprocess.run([*ruff, "format", *config, "--check", str(script)], capture_output=True)
     assert fmt.returncode == 0, fmt.stdout.decode()
     ast.parse(script.read_text())
 
@@ -149,10 +148,12 @@ def test_header_tells_a_reviewer_what_they_need(tmp_path):
     text = rendered_text(EXAMPLES / "multi-adapter.dlm", "a10g").text
     header = text.split('"""')[0]
     assert "from ../examples/multi-adapter.dlm. Do not edit:" in header
-    assert "# Target:       a10g (NVIDIA A10G)" in header
+    assert "# Target:         a10g (NVIDIA A10G)" in header
     assert "# Reason [facts]: precision=bf16" in header
-    assert "# Requires:     accelerate>=1.0, peft>=0.9," in header
-    assert "# Launch:       python train_" in header
+    assert "# Warning [tone]: preference-rows-not-trained(1)" in header
+    assert "# Requires:       accelerate>=1.0, peft>=0.9," in header
+    assert "# Launch:         python train_" in header
+    assert all(len(line) <= 100 for line in header.splitlines())
     assert "1 ::preference:: triple(s) are not SFT data" in header
     assert "dlm_gen" not in text.split('"""', 2)[2]  # the script never imports dlm-gen
 

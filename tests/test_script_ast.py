@@ -10,16 +10,20 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import write_dlm
+from tests.conftest import plan_comments, write_dlm
 
 
-def script_for(tmp_path, training, target, base="llama-3.2-3b"):
+def script_text_for(tmp_path, training, target, base="llama-3.2-3b") -> str:
     path = write_dlm(tmp_path, {"base_model": base, "training": training})
     rules = load_rules()
     document = load_document(path)
     plans = make_plans(document, rules, target)
     assert not any(plan.refused for plan in plans)
-    return ast.parse(render_plans(document, plans, rules).text)
+    return render_plans(document, plans, rules).text
+
+
+def script_for(tmp_path, training, target, base="llama-3.2-3b"):
+    return ast.parse(script_text_for(tmp_path, training, target, base))
 
 
 def constant(tree, name):
@@ -44,13 +48,15 @@ def call_keywords(tree, callee: str) -> dict[str, str]:
     [("a100-80gb", "bfloat16"), ("t4", "float16"), ("h100", "bfloat16")],
 )
 def test_qlora_for_cuda_loads_nf4_double_quant_in_plan_precision(tmp_path, target, compute_dtype):
-    tree = script_for(tmp_path, {"adapter": "qlora"}, target)
+    text = script_text_for(tmp_path, {"adapter": "qlora"}, target)
+    tree = ast.parse(text)
     [adapter] = constant(tree, "ADAPTERS")
     plan = adapter["plan"]
     assert plan["load_in_4bit"] is True
     assert plan["bnb_4bit_quant_type"] == "nf4" and plan["bnb_4bit_use_double_quant"] is True
     assert plan["bnb_4bit_compute_dtype"] == compute_dtype
-    assert adapter["decided_by"]["bnb_4bit_quant_type"] == "quant-nf4-4bit"
+    [comments] = plan_comments(text)
+    assert comments["bnb_4bit_quant_type"] == "quant-nf4-4bit"
     bnb = call_keywords(tree, "BitsAndBytesConfig")
     assert bnb == {
         "load_in_4bit": "True",
@@ -61,7 +67,7 @@ def test_qlora_for_cuda_loads_nf4_double_quant_in_plan_precision(tmp_path, targe
     lora = call_keywords(tree, "LoraConfig")
     assert lora["use_dora"] == "plan['use_dora']" and plan["use_dora"] is False
     assert lora["target_modules"] == "targets"
-    assert lora["r"] == "settings['lora_r']" and adapter["settings"]["lora_r"] == 8
+    assert lora["r"] == "plan['lora_r']" and plan["lora_r"] == 8
     assert constant(tree, "TARGET")["backend"] == "cuda"
 
 
