@@ -72,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="compare runs of different rows anyway"
     )
 
+    diff = commands.add_parser(
+        "diff", help="what changed in the plan and the rows between two scripts or documents"
+    )
+    diff.add_argument("old", metavar="OLD", help="a train_*.py, a .dlm, or REV:path (git)")
+    diff.add_argument("new", metavar="NEW")
+    _add_target_options(diff)
+    diff_output = diff.add_mutually_exclusive_group()
+    diff_output.add_argument("--json", action="store_true", help="print one JSON object")
+    diff_output.add_argument(
+        "--format", choices=("text", "md"), default="text", help="md: a pull-request comment"
+    )
+
     doctor = commands.add_parser(
         "doctor", help="this host: matching target, GPUs, versions (imports torch)"
     )
@@ -108,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args)
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "diff":
+            return _diff(args)
         if args.command == "schema":
             return _schema()
         return _targets()
@@ -237,6 +251,28 @@ def _compare(args: argparse.Namespace) -> int:
     if args.plot:
         _say(f"plot: {args.plot}")
     return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    """Exit 0: only the hash changed; 1: the plan or rows changed; 2: a side is unreadable."""
+    from dlm_gen import diff
+    from dlm_gen.rules import load_rules
+
+    rules = load_rules()
+    try:
+        old = diff.load_side(args.old, rules, args.target, args.processes)
+        new = diff.load_side(args.new, rules, args.target, args.processes)
+    except DlmError as exc:
+        _print_problems(exc.problems)
+        return 2
+    difference = diff.compare_sides(old, new, rules)
+    if args.json:
+        print(json.dumps(diff.to_json(difference), indent=2))
+    elif args.format == "md":
+        _say(diff.format_markdown(difference).rstrip("\n"))
+    else:
+        _say(diff.format_text(difference))
+    return 1 if difference.changed else 0
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -149,11 +149,16 @@ class Document:
         return self.frontmatter_line
 
 
-def load_document(path: str | os.PathLike[str]) -> Document:
-    """Read, parse and validate a `.dlm` file; raises `DlmError` with every problem."""
+def load_document(path: str | os.PathLike[str], data: bytes | None = None) -> Document:
+    """Read, parse and validate a `.dlm` file; raises `DlmError` with every problem.
+
+    `data` is the file's content when it does not come from the file itself (a
+    git revision, for `dlm-gen diff`); `path` still names it and anchors its
+    relative paths.
+    """
     file = str(path)
     caps = limits()  # rules/limits.yaml: documents are corpora written by hand, not dumps
-    text = _read_text(file, caps["max_document_bytes"])
+    text = _read_text(file, caps["max_document_bytes"], data)
     front_text, front_start, body_lines, body_start = _split_frontmatter(file, text)
     front = yamlsrc.load(front_text, file, line_offset=front_start - 1)
     problems: list[Problem] = []
@@ -167,10 +172,13 @@ def load_document(path: str | os.PathLike[str]) -> Document:
     return Document(file, frontmatter, tuple(sections), front.lines, front_start)
 
 
-def _read_text(file: str, limit: int) -> str:
+def _read_text(file: str, limit: int, data: bytes | None = None) -> str:
     """The document's text: a regular file (symlinks followed) within the limit, UTF-8."""
     try:
-        data = read_bounded(file, limit)
+        if data is None:
+            data = read_bounded(file, limit)
+        elif len(data) > limit:
+            raise InputFileError(f"file is {len(data)} bytes; the limit is {limit} bytes")
     except InputFileError as exc:
         message = str(exc)
         if message.startswith(("file is", "file grew")):

@@ -84,19 +84,10 @@ def render_plans(
     return Rendered(name, script_hash, text)
 
 
-def relative_to(path: Path, start: Path) -> str:
-    """`path` relative to the directory `start`, with '/' separators."""
-    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
-
-
-def _context(
-    document: Document, plans: list[Plan], rules: RuleSet, out_dir: Path
-) -> dict[str, object]:
-    base = plans[0].base
-    document_path = Path(document.path)
-    processes = plans[0].fields["processes"]
-    target = {"name": plans[0].target, **plans[0].target_profile, "processes": processes}
-    rows, preference_rows = [], 0
+def script_rows(document: Document) -> list[dict[str, object]]:
+    """The rows as the script embeds them: prose and instruction pairs, with their lines
+    (preference triples are not SFT rows)."""
+    rows: list[dict[str, object]] = []
     for row in document.rows:
         if isinstance(row, TextRow):
             rows.append(
@@ -112,8 +103,23 @@ def _context(
                     "answer": row.answer,
                 }
             )
-        elif isinstance(row, PreferenceRow):
-            preference_rows += 1
+    return rows
+
+
+def relative_to(path: Path, start: Path) -> str:
+    """`path` relative to the directory `start`, with '/' separators."""
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def _context(
+    document: Document, plans: list[Plan], rules: RuleSet, out_dir: Path
+) -> dict[str, object]:
+    base = plans[0].base
+    document_path = Path(document.path)
+    processes = plans[0].fields["processes"]
+    target = {"name": plans[0].target, **plans[0].target_profile, "processes": processes}
+    rows = script_rows(document)
+    preference_rows = sum(isinstance(row, PreferenceRow) for row in document.rows)
     return {
         "document_name": relative_to(document_path, out_dir),
         "target_name": target["name"],

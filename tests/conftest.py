@@ -106,7 +106,9 @@ def example_in(directory: Path, name: str, tiny_model_dir: Path | None = None) -
     return path
 
 
-def run_dlm_gen(*args, cwd: Path = ROOT, extra_path: Path | None = None, timeout: float = 120):
+def run_dlm_gen(
+    *args, cwd: Path = ROOT, extra_path: Path | None = None, env=None, timeout: float = 120
+):
     """`python -m dlm_gen ARGS` in a subprocess: a hang or a traceback cannot hide in-process.
 
     `extra_path` goes first on PYTHONPATH (e.g. a fake, broken `torch` package).
@@ -114,7 +116,7 @@ def run_dlm_gen(*args, cwd: Path = ROOT, extra_path: Path | None = None, timeout
     import subprocess
     import sys
 
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (extra_path, ROOT) if p is not None)
     return subprocess.run(
         [sys.executable, "-m", "dlm_gen", *map(str, args)],

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import load_rules
-from tests.conftest import EXAMPLES, ROOT, write_dlm
+from tests.conftest import EXAMPLES, ROOT, dlm_text, write_dlm
 
 GALORE = EXAMPLES / "galore-smollm2.dlm"
 
@@ -142,6 +143,30 @@ def test_interrupted_write_leaves_no_partial_script(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         render_module.write_atomically(tmp_path, rendered)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_prose_with_typographic_characters_passes_the_project_ruff_config(tmp_path):
+    body = "It\u2019s a \u201cquote\u201d \u2013 \u0430 caf\u00e9.\n\n::instruction::\n"
+    body += "### Q\nWhy\u2009not?\n### A\nBecause \u2014 reasons.\n"
+    document = tmp_path / "prose.dlm"
+    document.write_text(dlm_text({"base_model": "smollm2-135m"}, body), encoding="utf-8")
+    code, out, err = cli_render(document, tmp_path / "out")
+    assert code == 0, err
+    ruff = [sys.executable, "-m", "ruff"]
+    config = ["--config", str(ROOT / "pyproject.toml"), "--no-cache"]
+    check = subprocess.run([*ruff, "check", *config, out], capture_output=True)
+    assert check.returncode == 0, check.stdout.decode()
+    assert "\u2019s a" in Path(out).read_text(encoding="utf-8")  # kept readable
+
+
+def cli_render(document, out):
+    done = subprocess.run(
+        [sys.executable, "-m", "dlm_gen", "render", str(document), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return done.returncode, done.stdout.strip(), done.stderr
 
 
 def test_header_tells_a_reviewer_what_they_need(tmp_path):
