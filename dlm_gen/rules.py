@@ -305,6 +305,7 @@ def _build(
 ) -> RuleSet:
     tables: list[Table] = []
     base_models: dict[str, dict] = {}
+    model_lines: dict[str, str] = {}  # base model key -> "rules/base_models.yaml:LINE"
     architectures: dict[str, dict] = {}
     targets: dict[str, dict] = {}
     verdicts: list[dict] = []
@@ -318,6 +319,8 @@ def _build(
             tables.append(_table(label, document, checked))
         elif kind == "base_models":
             base_models.update(value["models"])
+            for key in value["models"]:
+                model_lines[key] = f"{label}:{document.line_of(('models', key, 'model_type'))}"
         elif kind == "architectures":
             architectures.update(value["model_types"])
         elif kind in ("vocabulary", "limits"):
@@ -336,7 +339,11 @@ def _build(
         problems.append("rules/: no targets table (kind: targets)")
     for key, entry in base_models.items():
         if entry["model_type"] not in architectures and "target_modules" not in entry:
-            problems.append(f"base model '{key}': model_type '{entry['model_type']}' unknown")
+            problems.append(
+                f"{model_lines.get(key, 'rules/')}: models/{key}/model_type: "
+                f"'{entry['model_type']}' is not a family of architectures.yaml and the model "
+                "lists no target_modules"
+            )
     plan_domains = _plan_domains(tables)
     providers = [MEMORY_PROVIDER] if memory_table is not None else []
     domains = {
