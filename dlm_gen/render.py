@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dlm_gen import __version__
 from dlm_gen.datatables import limits
-from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
+from dlm_gen.document import Document, InstructionRow, TextRow
 from dlm_gen.errors import DlmError
 from dlm_gen.literals import (
     INDENT,
@@ -116,16 +116,16 @@ def _context(
 ) -> dict[str, object]:
     base = plans[0].base
     document_path = Path(document.path)
-    processes = plans[0].fields["processes"]
-    target = {"name": plans[0].target, **plans[0].target_profile, "processes": processes}
+    # distributed.yaml decides how the script is launched (the same for every adapter).
+    launcher, processes = plans[0].fields["launcher"], plans[0].fields["processes"]
+    target = {"name": plans[0].target, **plans[0].target_profile}
     rows = script_rows(document)
-    preference_rows = sum(isinstance(row, PreferenceRow) for row in document.rows)
     return {
         "document_name": relative_to(document_path, out_dir),
         "target_name": target["name"],
         "target_description": (target["gpu"] or "host CPU")
         + (f", {processes} processes" if processes > 1 else ""),
-        "launch": "python" if processes == 1 else f"torchrun --nproc_per_node {processes}",
+        "launch": launcher if launcher == "python" else f"{launcher} --nproc_per_node {processes}",
         "target": target,
         "base_model": {
             "key": base.key,
@@ -165,7 +165,6 @@ def _context(
         ],
         "adapters_source": adapters_source(plans),
         "rows": rows,
-        "preference_rows": preference_rows,
     }
 
 

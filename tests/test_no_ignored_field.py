@@ -193,3 +193,24 @@ def test_every_plan_line_names_the_rule_explain_names(example, target):
         explained = {d["field"]: d["rule"] for d in plan.to_json()["decisions"]}
         assert by_field == explained
         assert set(by_field) == set(plan.fields)
+
+
+# Plan fields the script need not read, and why.
+READ_BY_DLM_GEN_ONLY = {
+    "reason_adapter": "dlm-gen writes it into the reason line (the header and ADAPTERS)",
+    "qlora": "the reason line's qlora=on|off; the script reads load_in_4bit",
+    "adapter": "run.json carries it to `dlm-gen compare`, whose verdict rows match on it",
+    "precision": "dtype.yaml turns it into torch_dtype, bf16 and fp16, which the script reads",
+}
+
+
+def test_every_plan_field_is_read_by_the_script_and_every_read_is_a_field():
+    """The inverse of the tests above: no decided value is dead, no read is undecided."""
+    from dlm_gen.resources import data_dir
+
+    template = (data_dir("templates") / "train.py.j2").read_text()
+    read = set(re.findall(r"""(?:plan|\["plan"\])\[["'](\w+)["']\]""", template))
+    fields = set(load_rules().plan_fields)
+    assert read - fields == set(), "the template reads plan keys no rule decides"
+    unread = fields - read - set(READ_BY_DLM_GEN_ONLY)
+    assert unread == set(), f"plan fields the script never reads: {sorted(unread)}"

@@ -179,7 +179,7 @@ def test_header_tells_a_reviewer_what_they_need(tmp_path):
     assert "# Requires:       accelerate>=1.0, peft>=0.9," in header
     assert "# Launch:         python train_" in header
     assert all(len(line) <= 100 for line in header.splitlines())
-    assert "1 ::preference:: triple(s) are not SFT data" in header
+    assert "1 ::preference:: triples are kept out of SFT" in header  # corpus.yaml says it
     assert "dlm_gen" not in text.split('"""', 2)[2]  # the script never imports dlm-gen
 
 

@@ -58,7 +58,7 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
     rules = load_rules()
     document = load_document(path)
     text = render_plans(document, make_plans(document, rules, "8xh100"), rules).text
-    assert "# Launch:       torchrun --nproc_per_node 8 train_" in text
+    assert "# Launch:       torchrun --nproc_per_node 8 train_" in text  # plan.launcher
     tree = ast.parse(text)
     base = next(
         ast.literal_eval(node.value)
@@ -69,11 +69,18 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
     namespace: dict = {"BASE_MODEL": base}
     function = next(node for node in tree.body if getattr(node, "name", "") == "fsdp_arguments")
     exec(compile(ast.Module(body=[function], type_ignores=[]), "script", "exec"), namespace)
-    assert namespace["fsdp_arguments"]({"strategy": "fsdp"}) == {
+    [adapter] = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ADAPTERS"
+    )
+    plan = adapter["plan"]
+    assert plan["fsdp_options"] == "full_shard auto_wrap"  # torchrun-fsdp-full decides it
+    assert namespace["fsdp_arguments"](plan) == {
         "fsdp": "full_shard auto_wrap",
         "fsdp_config": {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]},
     }
-    assert namespace["fsdp_arguments"]({"strategy": "ddp"}) == {}
+    assert namespace["fsdp_arguments"]({**plan, "strategy": "ddp"}) == {}
 
 
 def test_gpus_flag_is_the_process_count(cli):

@@ -79,7 +79,7 @@ def test_galore_8bit_for_cuda_passes_optim_and_target_modules(tmp_path):
     sft = call_keywords(tree, "SFTConfig")
     assert sft["optim"] == "plan['optim']"
     assert sft["optim_target_modules"] == "plan['optim_target_modules']"
-    assert sft["use_cpu"] == "TARGET['backend'] == 'cpu'"
+    assert sft["use_cpu"] == "plan['use_cpu']"
     assert "galore-torch" in constant(tree, "REQUIREMENTS")
 
 
