@@ -33,12 +33,23 @@ class Clause:
 Condition = tuple[Clause, ...]
 
 
-def parse_condition(when: Mapping[str, object] | None) -> Condition:
-    """Turn a validated `when` mapping into tests, in a stable order."""
+SET_OPERATORS = {"in_set": "in", "not_in_set": "not_in"}
+
+
+def parse_condition(
+    when: Mapping[str, object] | None, sets: Mapping[str, tuple] | None = None
+) -> Condition:
+    """Turn a validated `when` mapping into tests, in a stable order.
+
+    `{in_set: NAME}` is `{in: [the values of the named set]}` (rules/sets.yaml),
+    so the overlap proof sees plain `in` / `not_in` tests.
+    """
     tests: list[Clause] = []
     for fact, spec in (when or {}).items():
         if isinstance(spec, Mapping):
             for op, value in spec.items():
+                if op in SET_OPERATORS:
+                    op, value = SET_OPERATORS[op], (sets or {}).get(value, ())
                 if op in ("in", "not_in"):
                     value = tuple(value)
                 tests.append(Clause(fact, op, value))

@@ -69,7 +69,7 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
                 continue
             fired.append(rule.id)
             for name, value in rule.sets.items():
-                resolved = known.get(value.fact) if isinstance(value, FactRef) else value
+                resolved = value.resolve(known) if isinstance(value, FactRef) else value
                 fields[name] = resolved
                 known[f"plan.{name}"] = resolved
                 decisions.append(Decision(name, resolved, rule.id, rule.source))

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,19 @@ FORMATTERS = ("size", "gb")
 
 @dataclass(frozen=True)
 class FactRef:
-    """A `set` value taken from a fact: `{fact: training.lora_r}`."""
+    """A `set` value taken from a fact: `{fact: training.galore_rank, default: 128}`.
+
+    `default` (when `has_default`) is the value where the fact is null: the
+    document's knob, else the library's default, in one row.
+    """
 
     fact: str
+    has_default: bool = False
+    default: object = None
+
+    def resolve(self, facts: Mapping[str, object]) -> object:
+        value = facts.get(self.fact)
+        return self.default if value is None and self.has_default else value
 
 
 @dataclass(frozen=True)
@@ -312,18 +323,20 @@ def _build(
     memory_table: dict | None = None
     default_target: str | None = None
     problems: list[str] = []
+    sets, set_problems = _named_sets(loaded)
+    problems.extend(set_problems)
     for label, document in loaded:
         value = document.value
         kind = value["kind"]
         if kind == "rules":
-            tables.append(_table(label, document, checked))
+            tables.append(_table(label, document, checked, sets))
         elif kind == "base_models":
             base_models.update(value["models"])
             for key in value["models"]:
                 model_lines[key] = f"{label}:{document.line_of(('models', key, 'model_type'))}"
         elif kind == "architectures":
             architectures.update(value["model_types"])
-        elif kind in ("vocabulary", "limits"):
+        elif kind in ("vocabulary", "limits", "sets"):
             continue  # read by dlm_gen.datatables, before the rule set
         elif kind == "verdicts":
             verdicts.extend(value["verdicts"])
@@ -376,13 +389,47 @@ def _build(
     )
 
 
-def _table(label: str, document: yamlsrc.SourcedYaml, checked: bool = False) -> Table:
+def _named_sets(
+    loaded: list[tuple[str, yamlsrc.SourcedYaml]],
+) -> tuple[dict[str, tuple], list[str]]:
+    """The named value sets (kind: sets), and every row that names an unknown one."""
+    sets: dict[str, tuple] = {}
+    for _, document in loaded:
+        if document.value["kind"] == "sets":
+            sets.update({name: tuple(values) for name, values in document.value["sets"].items()})
+    problems = []
+    for label, document in loaded:
+        if document.value["kind"] != "rules":
+            continue
+        for index, raw in enumerate(document.value["rules"]):
+            for fact, test in (raw.get("when") or {}).items():
+                for op in ("in_set", "not_in_set"):
+                    name = test.get(op) if isinstance(test, dict) else None
+                    if name is not None and name not in sets:
+                        line = document.line_of(("rules", index, "when", fact))
+                        close = difflib.get_close_matches(name, list(sets), n=1)
+                        hint = f"; did you mean '{close[0]}'?" if close else ""
+                        problems.append(
+                            f"{label}:{line}: rule {raw['id']}: unknown set '{name}' "
+                            f"(rules/sets.yaml declares: {', '.join(sorted(sets))}){hint}"
+                        )
+    return sets, problems
+
+
+def _table(
+    label: str,
+    document: yamlsrc.SourcedYaml,
+    checked: bool = False,
+    named_sets: Mapping[str, tuple] | None = None,
+) -> Table:
     name = Path(label).stem
     rules = []
     for index, raw in enumerate(document.value["rules"]):
         line = document.line_of(("rules", index))
         sets = {
-            key: FactRef(value["fact"]) if isinstance(value, dict) else value
+            key: FactRef(value["fact"], "default" in value, value.get("default"))
+            if isinstance(value, dict)
+            else value
             for key, value in (raw.get("set") or {}).items()
         }
         warn = raw.get("warn")
@@ -392,7 +439,7 @@ def _table(label: str, document: yamlsrc.SourcedYaml, checked: bool = False) -> 
                 id=raw["id"],
                 table=name,
                 source=f"{label}:{line}",
-                condition=conditions.parse_condition(raw.get("when")),
+                condition=conditions.parse_condition(raw.get("when"), named_sets),
                 sets=sets,
                 warn=(warn["token"], warn["message"]) if warn else None,
                 refuse=(refuse["message"], refuse.get("field")) if refuse else None,
@@ -576,7 +623,10 @@ def _check_reads_within(table: Table) -> list[str]:
 
 
 def _show(value: object) -> str:
-    return f"fact {value.fact}" if isinstance(value, FactRef) else json.dumps(value)
+    if isinstance(value, FactRef):
+        default = f", default {json.dumps(value.default)}" if value.has_default else ""
+        return f"fact {value.fact}{default}"
+    return json.dumps(value)
 
 
 def _evaluation_order(

@@ -129,3 +129,41 @@ def test_a_vocabulary_value_without_rows_is_caught_by_the_engine(tmp_path, rules
     )
     assert result.returncode == 1
     assert "undecided-plan-field" in result.stderr and "plan.optim" in result.stderr
+
+
+def test_a_new_galore_variant_is_one_set_entry_for_every_galore_row(tmp_path, rules_copy):
+    """Named sets: the rows that ask "is this GaLore?" follow rules/sets.yaml."""
+    sets = rules_copy / "sets.yaml"
+    sets.write_text(sets.read_text().replace("    - galore_adamw_8bit_layerwise\n", "", 1))
+    path = write_dlm(
+        tmp_path,
+        {"base_model": "smollm2-135m", "training": {"optimizer": "galore_adamw_8bit_layerwise"}},
+    )
+    [plan] = make_plans(load_document(path), load_rules(rules_copy), "h100")
+    assert plan.fields["galore"] is False and plan.fields["optim_target_modules"] is None
+    [shipped] = make_plans(load_document(path), load_rules(), "h100")
+    assert shipped.fields["galore"] is True
+    assert shipped.fields["optim_target_modules"] == [".*attn.*", ".*mlp.*"]  # the default
+
+
+def test_a_document_knob_wins_over_the_rows_default(tmp_path):
+    path = write_dlm(
+        tmp_path,
+        {
+            "base_model": "smollm2-135m",
+            "training": {"optimizer": "galore_adamw", "galore_rank": 16},
+        },
+    )
+    [plan] = make_plans(load_document(path), load_rules(), "h100")
+    assert (plan.fields["galore_rank"], plan.fields["galore_scale"]) == (16, 0.25)
+    decided = {d.field: d.rule for d in plan.decisions}
+    assert decided["galore_rank"] == decided["galore_scale"] == "galore-on"
+
+
+def test_an_unknown_set_name_is_a_located_error(rules_copy):
+    from dlm_gen.rules import RulesError
+
+    table = rules_copy / "galore.yaml"
+    table.write_text(table.read_text().replace("{in_set: galore_optimizers}", "{in_set: galore}"))
+    with pytest.raises(RulesError, match=r"rules/galore\.yaml:\d+: rule galore-on: unknown set"):
+        load_rules(rules_copy)
