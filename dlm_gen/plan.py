@@ -41,6 +41,7 @@ class Plan:
     requirements: tuple[str, ...]
     requirement_specs: tuple[Requirement, ...] = ()
     memory: dict[str, object] | None = None  # the memory.* facts of the estimate
+    fired: tuple[str, ...] = ()  # every rule that fired, requirement-only rows included
 
     @property
     def refused(self) -> bool:
@@ -202,6 +203,7 @@ def make_plans(
                 requirements=merge_requirements(req for req, _ in outcome.requirements),
                 requirement_specs=tuple(req for req, _ in outcome.requirements),
                 memory=outcome.memory,
+                fired=outcome.fired,
             )
         )
     return plans

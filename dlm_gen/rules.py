@@ -369,6 +369,7 @@ def _build(
         problems += _check_rules(tables, domains)
         problems += _check_ownership(tables)
         problems += _check_overlaps(tables, domains)
+        problems += _check_can_fire(tables, domains)
         problems += [p for table in tables for p in _check_reads_within(table)]
     order, cycle_problems = _evaluation_order(tables, providers)
     problems += cycle_problems
@@ -599,6 +600,21 @@ def _check_overlaps(tables: list[Table], domains: dict[str, Domain]) -> list[str
                 f"{_show(second.sets[name])}); make their conditions exclusive or "
                 "give the table hit_policy: first"
             )
+    return problems
+
+
+def _check_can_fire(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
+    """A row whose tests exclude each other, or ask a plan field for a value no row
+    sets, can never fire: dead policy that reads like a promise."""
+    problems = []
+    for table in tables:
+        for rule in table.rules:
+            if not conditions.can_overlap(rule.condition, (), domains):
+                problems.append(
+                    f"{rule.source}: rule {rule.id} can never fire: no facts pass all of its "
+                    f"tests ({conditions.describe(rule.condition)}); a plan.* test must ask "
+                    "for a value some row sets"
+                )
     return problems
 
 

@@ -174,3 +174,26 @@ def test_all_problems_are_reported_together(rules_copy):
     )
     message = load_error(rules_copy)
     assert "typo-one" in message and "typo-two" in message
+
+
+@pytest.mark.parametrize(
+    ("when", "why"),
+    [
+        (
+            "{training.optimizer: {in: [adamw_torch], not_in: [adamw_torch]}}",
+            "training.optimizer in [adamw_torch] and training.optimizer not in [adamw_torch]",
+        ),
+        ("{target.memory_gb: {lt: 10, gt: 20}}", "target.memory_gb<10 and target.memory_gb>20"),
+        ("{plan.strategy: pipeline}", "plan.strategy=pipeline"),
+    ],
+)
+def test_a_row_that_can_never_fire_is_an_error(rules_copy, when, why):
+    table = rules_copy / "runtime.yaml"
+    table.write_text(
+        table.read_text()
+        + f"\n  - id: dead-row\n    when: {when}\n    warn: {{token: dead, message: never}}\n"
+    )
+    with pytest.raises(RulesError) as raised:
+        load_rules(rules_copy)
+    message = str(raised.value)
+    assert "rule dead-row can never fire" in message and why in message

@@ -88,10 +88,7 @@ def test_full_fine_tuning_with_dora_is_refused(tmp_path):
     assert [r.id for r in plan.refusals] == ["full-with-dora"]
 
 
-def test_quantized_full_fine_tuning_is_refused_by_its_row():
-    rules = load_rules()
-    rule = rules.rule("no-quantized-full-fine-tuning")
-    from dlm_gen.conditions import holds
-
-    assert holds(rule.condition, {"plan.adapter": "full", "plan.load_in_4bit": True})
-    assert not holds(rule.condition, {"plan.adapter": "qlora", "plan.load_in_4bit": True})
+def test_full_fine_tuning_never_loads_the_base_in_4bit(tmp_path):
+    """4-bit loading is QLoRA's (adapter: qlora); full fine-tuning trains unquantized weights."""
+    plan = plan_of(tmp_path, {"adapter": "full"}, target="h100")
+    assert plan.fields["load_in_4bit"] is False and not plan.refused

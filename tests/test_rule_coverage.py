@@ -1,0 +1,111 @@
+"""Every row of the rule tables fires for at least one document (CI's coverage check).
+
+A row no document can reach is dead policy: it reads as a promise and does
+nothing. The cases below are plain documents; each rule id must fire
+(decide, warn, refuse or require) for at least one of them on some target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+from dlm_gen.document import load_document
+from dlm_gen.errors import DlmError
+from dlm_gen.plan import make_plans
+from dlm_gen.resources import data_dir
+from dlm_gen.rules import load_rules
+
+PAIRS = "::instruction::\n### Q\nq\n### A\na\n"
+PREFERENCE = "::preference::\n### Prompt\np\n### Chosen\nc\n### Rejected\nr\n"
+BODIES = (PAIRS, PREFERENCE, "Prose only.\n" + PREFERENCE)
+ADAPTERS = ("lora", "dora", "qlora", "full")
+OPTIMIZERS = (
+    "adamw_torch",
+    "adamw_bnb_8bit",
+    "paged_adamw_8bit",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise",
+)
+# Settings that reach the remaining rows: contradictions, explicit choices, knobs.
+SPECIAL = (
+    {"use_dora": True},
+    {"adapter": "qlora", "use_dora": True},
+    {"adapter": "dora", "use_dora": False},
+    {"adapter": "full", "use_dora": True},
+    {"precision": "fp16"},
+    {"precision": "bf16"},
+    {"precision": "fp32"},
+    {"attention": "flash_attention_2"},
+    {"attention": "eager"},
+    {"attention": "sdpa"},
+    {"micro_batch_size": 64, "grad_accum": 2},
+    {"micro_batch_size": 1},
+    {"target_modules": ["q_proj"]},
+    {"optimizer": "galore_adamw_layerwise", "grad_accum": 2},
+    {"sequence_len": 32768},
+    *(
+        {knob: value}
+        for knob, value in (
+            ("galore_rank", 4),
+            ("galore_update_proj_gap", 5),
+            ("galore_scale", 1.0),
+            ("galore_proj_type", "left"),
+            ("galore_target_modules", ["attn"]),
+        )
+    ),
+)
+BASES = ("smollm2-135m", "llama-3.1-8b", "hf:org/unknown-size")
+TARGETS = ("cpu", "t4", "a100-80gb", "h100", "8xh100")
+
+
+def cases():
+    for adapter, optimizer in itertools.product(ADAPTERS, OPTIMIZERS):
+        yield {"adapter": adapter, "optimizer": optimizer}, PAIRS
+    for special in SPECIAL:
+        yield special, PAIRS
+    for body in BODIES:
+        yield {}, body
+
+
+def fired_ids(rules, directory) -> set[str]:
+    """Every rule id that fires for some case, base, target and process count."""
+    seen: set[str] = set()
+    for index, (training, body) in enumerate(cases()):
+        for base in BASES:
+            path = directory / f"case{index}.dlm"
+            front = json.dumps({"base_model": base, "training": training})
+            path.write_text(f"---\n{front}\n---\n{body}")
+            try:
+                document = load_document(path)
+            except DlmError:
+                continue
+            for target, processes in itertools.product(TARGETS, (None, 2)):
+                for plan in make_plans(document, rules, target, processes):
+                    seen.update(plan.fired)
+    return seen
+
+
+def dead_rows(rules, directory) -> set[str]:
+    ids = {rule.id for table in rules.tables for rule in table.rules}
+    return ids - fired_ids(rules, directory)
+
+
+def test_every_rule_fires_for_some_document(tmp_path):
+    assert dead_rows(load_rules(), tmp_path) == set(), "rows no document reaches (dead policy)"
+
+
+def test_a_row_that_cannot_fire_is_reported(tmp_path):
+    """QLoRA under FSDP cannot happen while adapters train with DDP: such a row is dead."""
+    tables = tmp_path / "rules"
+    shutil.copytree(data_dir("rules"), tables)
+    with (tables / "distributed.yaml").open("a") as handle:
+        handle.write(
+            "\n  - id: qlora-under-fsdp\n"
+            "    when: {plan.strategy: fsdp, plan.qlora: true}\n"
+            "    warn: {token: qlora-fsdp, message: never reached}\n"
+        )
+    assert dead_rows(load_rules(tables), tmp_path) == {"qlora-under-fsdp"}
