@@ -104,7 +104,7 @@ def test_a_row_that_cannot_fire_is_reported(tmp_path):
     shutil.copytree(data_dir("rules"), tables)
     with (tables / "distributed.yaml").open("a") as handle:
         handle.write(
-            "\n  - id: qlora-under-fsdp\n"
+            "\n  - id: qlora-under-fsdp\n    why: x\n"
             "    when: {plan.strategy: fsdp, plan.qlora: true}\n"
             "    warn: {token: qlora-fsdp, message: never reached}\n"
         )

@@ -53,7 +53,7 @@ def test_removing_a_warning_row(tmp_path, rules_copy):
 def test_adding_a_refusal_row(tmp_path, rules_copy):
     with (rules_copy / "optimizer.yaml").open("a") as handle:
         handle.write(
-            "\n  - id: no-galore-on-small-bases\n"
+            "\n  - id: no-galore-on-small-bases\n    why: x\n"
             "    when: {training.optimizer: galore_adamw, base.params: {lt: 1000000000}}\n"
             "    refuse: {message: 'team policy: no GaLore below 1B ({base.params|size})'}\n"
         )
@@ -84,7 +84,7 @@ def test_adding_an_optimizer_is_a_table_edit(tmp_path, rules_copy):
     )
     with (rules_copy / "optimizer.yaml").open("a") as handle:
         handle.write(
-            "\n  - id: optim-adafactor\n"
+            "\n  - id: optim-adafactor\n    why: x\n"
             "    when: {training.optimizer: adafactor}\n"
             "    set: {optim: adafactor}\n"
         )

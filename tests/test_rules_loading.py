@@ -38,7 +38,7 @@ def test_shipped_tables_load():
 def test_overlapping_rules_setting_different_values_are_an_error(rules_copy):
     append(
         rules_copy / "optimizer.yaml",
-        "\n  - id: optim-shadow\n"
+        "\n  - id: optim-shadow\n    why: x\n"
         "    when: {training.optimizer: {in: [adamw_torch, paged_adamw_8bit]}}\n"
         "    set: {optim: adafactor}\n",
     )
@@ -51,10 +51,10 @@ def test_overlapping_rules_setting_different_values_are_an_error(rules_copy):
 def test_exclusive_conditions_on_an_open_fact_are_not_an_overlap(rules_copy):
     append(
         rules_copy / "batching.yaml",
-        "\n  - id: accum-big-rank\n"
+        "\n  - id: accum-big-rank\n    why: x\n"
         "    when: {training.lora_r: {gt: 64}}\n"
         "    set: {accum_hint: 1}\n"
-        "\n  - id: accum-small-rank\n"
+        "\n  - id: accum-small-rank\n    why: x\n"
         "    when: {training.lora_r: {le: 64}}\n"
         "    set: {accum_hint: 2}\n",
     )
@@ -65,10 +65,10 @@ def test_exclusive_conditions_on_an_open_fact_are_not_an_overlap(rules_copy):
 def test_touching_intervals_are_an_overlap(rules_copy):
     append(
         rules_copy / "batching.yaml",
-        "\n  - id: accum-big-rank\n"
+        "\n  - id: accum-big-rank\n    why: x\n"
         "    when: {training.lora_r: {ge: 64}}\n"
         "    set: {accum_hint: 1}\n"
-        "\n  - id: accum-small-rank\n"
+        "\n  - id: accum-small-rank\n    why: x\n"
         "    when: {training.lora_r: {le: 64}}\n"
         "    set: {accum_hint: 2}\n",
     )
@@ -79,11 +79,11 @@ def test_touching_intervals_are_an_overlap(rules_copy):
 def test_dependency_cycle_names_both_rules(rules_copy):
     (rules_copy / "zz_left.yaml").write_text(
         "kind: rules\nhit_policy: unique\nrules:\n"
-        "  - id: left-from-right\n    when: {plan.right: 1}\n    set: {left: 1}\n"
+        "  - id: left-from-right\n    why: x\n    when: {plan.right: 1}\n    set: {left: 1}\n"
     )
     (rules_copy / "zz_right.yaml").write_text(
         "kind: rules\nhit_policy: unique\nrules:\n"
-        "  - id: right-from-left\n    when: {plan.left: 1}\n    set: {right: 1}\n"
+        "  - id: right-from-left\n    why: x\n    when: {plan.left: 1}\n    set: {right: 1}\n"
     )
     message = load_error(rules_copy)
     assert "dependency cycle" in message
@@ -94,7 +94,7 @@ def test_dependency_cycle_names_both_rules(rules_copy):
 def test_unknown_fact_gets_a_did_you_mean(rules_copy):
     append(
         rules_copy / "corpus.yaml",
-        "\n  - id: typo-rule\n    when: {training.optimiser: adamw_torch}\n"
+        "\n  - id: typo-rule\n    why: x\n    when: {training.optimiser: adamw_torch}\n"
         "    warn: {token: t, message: m}\n",
     )
     message = load_error(rules_copy)
@@ -103,24 +103,36 @@ def test_unknown_fact_gets_a_did_you_mean(rules_copy):
 
 
 def test_schema_violation_names_file_line_and_rule(rules_copy):
-    append(rules_copy / "corpus.yaml", "\n  - id: no-effect\n    when: {corpus.text_rows: 1}\n")
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: no-effect\n    why: x\n    when: {corpus.text_rows: 1}\n",
+    )
     message = load_error(rules_copy)
     assert "rules/corpus.yaml:" in message and "(rule no-effect)" in message
 
 
 def test_bad_rule_id_is_a_schema_error(rules_copy):
-    append(rules_copy / "corpus.yaml", "\n  - id: Not_Kebab\n    warn: {token: t, message: m}\n")
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: Not_Kebab\n    why: x\n    warn: {token: t, message: m}\n",
+    )
     assert "Not_Kebab" in load_error(rules_copy)
 
 
 def test_duplicate_rule_id(rules_copy):
-    append(rules_copy / "corpus.yaml", "\n  - id: adapter-dora\n    warn: {token: t, message: m}\n")
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: adapter-dora\n    why: x\n    warn: {token: t, message: m}\n",
+    )
     message = load_error(rules_copy)
     assert "rule id 'adapter-dora' is also used at rules/adapter.yaml:" in message
 
 
 def test_requirement_must_be_pep508(rules_copy):
-    append(rules_copy / "corpus.yaml", "\n  - id: bad-req\n    require: ['peft >>= 1']\n")
+    append(
+        rules_copy / "corpus.yaml",
+        "\n  - id: bad-req\n    why: x\n    require: ['peft >>= 1']\n",
+    )
     message = load_error(rules_copy)
     assert "bad-req" in message and "not PEP 508" in message
 
@@ -128,7 +140,10 @@ def test_requirement_must_be_pep508(rules_copy):
 def test_one_table_owns_each_field(rules_copy):
     append(
         rules_copy / "corpus.yaml",
-        "\n  - id: corpus-sets-optim\n    when: {corpus.text_rows: 0}\n    set: {optim: sgd}\n",
+        "\n  - id: corpus-sets-optim\n"
+        "    why: x\n"
+        "    when: {corpus.text_rows: 0}\n"
+        "    set: {optim: sgd}\n",
     )
     message = load_error(rules_copy)
     assert "plan.optim is set by more than one table" in message
@@ -139,7 +154,7 @@ def test_one_table_owns_each_field(rules_copy):
 def test_duplicate_yaml_key_in_a_table(rules_copy):
     append(
         rules_copy / "corpus.yaml",
-        "\n  - id: dup-key\n    require: [torch]\n    require: [peft]\n",
+        "\n  - id: dup-key\n    why: x\n    require: [torch]\n    require: [peft]\n",
     )
     message = load_error(rules_copy)
     assert "rules/corpus.yaml:" in message and "duplicate key" in message
@@ -149,7 +164,7 @@ def test_reading_a_field_before_its_own_table_sets_it(rules_copy):
     text = (rules_copy / "attention.yaml").read_text()
     moved = text.replace(
         "rules:\n",
-        "rules:\n  - id: early-reader\n    when: {plan.attn: eager}\n"
+        "rules:\n  - id: early-reader\n    why: x\n    when: {plan.attn: eager}\n"
         "    warn: {token: t, message: m}\n\n",
         1,
     )
@@ -161,7 +176,9 @@ def test_reading_a_field_before_its_own_table_sets_it(rules_copy):
 def test_unknown_formatter_in_a_template(rules_copy):
     append(
         rules_copy / "corpus.yaml",
-        "\n  - id: bad-format\n    warn: {token: 'x({base.params|huge})', message: m}\n",
+        "\n  - id: bad-format\n"
+        "    why: x\n"
+        "    warn: {token: 'x({base.params|huge})', message: m}\n",
     )
     assert "unknown formatter '|huge'" in load_error(rules_copy)
 
@@ -169,8 +186,14 @@ def test_unknown_formatter_in_a_template(rules_copy):
 def test_all_problems_are_reported_together(rules_copy):
     append(
         rules_copy / "corpus.yaml",
-        "\n  - id: typo-one\n    when: {training.optimiser: x}\n    warn: {token: t, message: m}\n"
-        "\n  - id: typo-two\n    when: {base.paramz: 1}\n    warn: {token: t, message: m}\n",
+        "\n  - id: typo-one\n"
+        "    why: x\n"
+        "    when: {training.optimiser: x}\n"
+        "    warn: {token: t, message: m}\n"
+        "\n  - id: typo-two\n"
+        "    why: x\n"
+        "    when: {base.paramz: 1}\n"
+        "    warn: {token: t, message: m}\n",
     )
     message = load_error(rules_copy)
     assert "typo-one" in message and "typo-two" in message
@@ -190,10 +213,20 @@ def test_all_problems_are_reported_together(rules_copy):
 def test_a_row_that_can_never_fire_is_an_error(rules_copy, when, why):
     table = rules_copy / "runtime.yaml"
     table.write_text(
-        table.read_text()
-        + f"\n  - id: dead-row\n    when: {when}\n    warn: {{token: dead, message: never}}\n"
+        table.read_text() + f"\n  - id: dead-row\n"
+        f"    why: x\n"
+        f"    when: {when}\n"
+        f"    warn: {{token: dead, message: never}}\n"
     )
     with pytest.raises(RulesError) as raised:
         load_rules(rules_copy)
     message = str(raised.value)
     assert "rule dead-row can never fire" in message and why in message
+
+
+def test_every_row_says_why(rules_copy):
+    """explain --verbose shows `why`: a row without one is a schema error at its line."""
+    append(rules_copy / "corpus.yaml", "\n  - id: silent-row\n    warn: {token: t, message: m}\n")
+    message = load_error(rules_copy)
+    assert "rules/corpus.yaml:" in message and "(rule silent-row)" in message
+    assert "'why' is a required property" in message
