@@ -14,12 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlm_gen.datatables import limits
-from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError, Problem
 from dlm_gen.files import InputFileError, read_bounded
-from dlm_gen.plan import make_plans, refusal_error
-from dlm_gen.render import Rendered, render_plans
-from dlm_gen.rules import load_rules
+from dlm_gen.pipeline import plan_document
+from dlm_gen.render import Rendered
 from dlm_gen.scripts import parse_header, scripts_of
 
 
@@ -27,16 +25,11 @@ def check_document(
     file: str, out: Path, target: str | None, processes: int | None = None
 ) -> list[Problem]:
     try:
-        rules = load_rules()
-        document = load_document(file)
-        plans = make_plans(document, rules, target, processes)
-        refused = refusal_error(document, plans)
-        if refused:
-            return refused.problems
-        rendered = render_plans(document, plans, rules, out)
+        planned = plan_document(file, target, processes)
+        rendered = planned.render(out)
     except DlmError as exc:
         return exc.problems
-    return _compare_with_disk(file, out, rendered, plans[0].target)
+    return _compare_with_disk(file, out, rendered, planned.plans[0].target)
 
 
 def _compare_with_disk(file: str, out: Path, rendered: Rendered, target_name: str) -> list[Problem]:

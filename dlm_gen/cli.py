@@ -164,14 +164,11 @@ def visible_one_line(text: str) -> str:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from dlm_gen.document import load_document
     from dlm_gen.explain import explain_json, reason_lines, verbose_lines
-    from dlm_gen.plan import make_plans, refusal_error
-    from dlm_gen.rules import load_rules
+    from dlm_gen.pipeline import plan_document
 
-    rules = load_rules()
-    document = load_document(args.file)
-    plans = make_plans(document, rules, args.target, args.processes)
+    planned = plan_document(args.file, args.target, args.processes)
+    plans, rules = planned.plans, planned.rules
     if args.json:
         print(json.dumps(explain_json(plans, args.file, plans[0].target), indent=2))
     else:
@@ -179,7 +176,7 @@ def _explain(args: argparse.Namespace) -> int:
             _say(line)
             if args.verbose:
                 _say("\n".join(f"  {text}" for text in verbose_lines(plan, rules)))
-    refused = refusal_error(document, plans)
+    refused = planned.refusal_error()
     if refused:
         _print_problems(refused.problems)
         return 1
@@ -189,20 +186,13 @@ def _explain(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dlm_gen.document import load_document
-    from dlm_gen.plan import make_plans, refusal_error
-    from dlm_gen.render import render_plans, write_atomically
-    from dlm_gen.rules import load_rules
+    from dlm_gen.pipeline import plan_document
+    from dlm_gen.render import write_atomically
     from dlm_gen.scripts import remove_older, remove_stale_temporaries
 
-    rules = load_rules()
-    document = load_document(args.file)
-    plans = make_plans(document, rules, args.target, args.processes)
-    refused = refusal_error(document, plans)
-    if refused:
-        raise refused
     out = Path(args.out)
-    path = write_atomically(out, render_plans(document, plans, rules, out))
+    planned = plan_document(args.file, args.target, args.processes)
+    path = write_atomically(out, planned.render(out))
     _say(path)
     for older in remove_older(out, path):  # the document's previous script, same target
         _say(f"removed {older} (an older render of {args.file})", file=sys.stderr)
@@ -291,11 +281,10 @@ def _doctor(args: argparse.Namespace) -> int:
         report["new_profile_yaml"] = doctor.new_profile_yaml(host)
     unmet = False
     if args.file:
-        from dlm_gen.document import load_document
-        from dlm_gen.plan import make_plans, requirements_of
+        from dlm_gen.pipeline import plan_document
+        from dlm_gen.plan import requirements_of
 
-        document = load_document(args.file)
-        plans = make_plans(document, rules, profile or "host")
+        plans = plan_document(args.file, profile or "host", rules=rules).plans
         status = doctor.requirement_status(requirements_of(plans))
         unmet = not all(item["met"] for item in status) or any(p.refused for p in plans)
         report["document"] = {

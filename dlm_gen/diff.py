@@ -20,7 +20,6 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.rules import RuleSet
@@ -77,11 +76,12 @@ def _locate(given: str) -> tuple[Path, bytes]:
 def _document_side(
     label: str, path: Path, data: bytes, rules: RuleSet, target: str | None, processes: int | None
 ) -> Side:
-    from dlm_gen.plan import make_plans, requirements_of
-    from dlm_gen.render import render_plans, script_rows
+    from dlm_gen.pipeline import plan_document
+    from dlm_gen.plan import requirements_of
+    from dlm_gen.render import script_rows
 
-    document = load_document(path, data)
-    plans = make_plans(document, rules, target, processes)
+    planned = plan_document(path, target, processes, data=data, rules=rules)
+    document, plans = planned.document, planned.plans
     adapters = {
         plan.adapter_name or "": AdapterSide(
             fields=dict(plan.fields),
@@ -91,8 +91,7 @@ def _document_side(
         )
         for plan in plans
     }
-    refused = any(plan.refused for plan in plans)
-    script_hash = None if refused else render_plans(document, plans, rules).script_hash
+    script_hash = None if planned.refused else planned.render().script_hash
     return Side(
         label,
         "document",

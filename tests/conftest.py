@@ -151,3 +151,32 @@ def plan_comments(script: str) -> list[dict[str, str]]:
         if line == "]":
             key = None
     return adapters
+
+
+@pytest.fixture
+def rules_copy(tmp_path) -> Path:
+    """A copy of the shipped rule tables that a test may edit."""
+    import shutil
+
+    from dlm_gen.resources import data_dir
+
+    target = tmp_path / "rules"
+    shutil.copytree(data_dir("rules"), target)
+    return target
+
+
+def rendered_script(path: Path, target: str = "cpu", processes: int | None = None) -> str:
+    """The script a document renders (the CLI's own pipeline), as text."""
+    from dlm_gen.pipeline import plan_document
+
+    return plan_document(path, target, processes).render().text
+
+
+def script_constant(script: str, name: str) -> object:
+    """The literal a rendered script assigns to NAME at its top level."""
+    import ast
+
+    for node in ast.parse(script).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not assigned in the script")

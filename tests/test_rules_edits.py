@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,16 +11,8 @@ import pytest
 
 from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
-from dlm_gen.resources import data_dir
 from dlm_gen.rules import load_rules
 from tests.conftest import write_dlm
-
-
-@pytest.fixture
-def rules_copy(tmp_path):
-    target = tmp_path / "rules"
-    shutil.copytree(data_dir("rules"), target)
-    return target
 
 
 def galore_plan(tmp_path, rules_dir, target="a100-80gb"):

@@ -7,10 +7,8 @@ import ast
 import pytest
 
 from dlm_gen.document import load_document
-from dlm_gen.plan import make_plans
-from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import plan_of, write_dlm
+from tests.conftest import plan_of, rendered_script, script_constant, write_dlm
 
 KNOBS = {
     "galore_rank": 64,
@@ -29,19 +27,12 @@ def test_knobs_default_to_the_trainer_defaults(tmp_path):
 def test_knobs_reach_the_rendered_optim_args(tmp_path):
     training = {"optimizer": "galore_adamw", **KNOBS, "galore_target_modules": ["self_attn"]}
     path = write_dlm(tmp_path, {"base_model": "llama-3.1-8b", "training": training})
-    rules = load_rules()
-    document = load_document(path)
-    text = render_plans(document, make_plans(document, rules, "h100"), rules).text
+    text = rendered_script(path, "h100")
     tree = ast.parse(text)
     namespace: dict = {}
     function = next(node for node in tree.body if getattr(node, "name", "") == "galore_optim_args")
     exec(compile(ast.Module(body=[function], type_ignores=[]), "script", "exec"), namespace)
-    adapters = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ADAPTERS"
-    )
-    plan = adapters[0]["plan"]
+    plan = script_constant(text, "ADAPTERS")[0]["plan"]
     assert namespace["galore_optim_args"](plan) == (
         "rank=64,update_proj_gap=50,scale=0.5,proj_type=reverse_std"
     )

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from dlm_gen.errors import RulesError
-from dlm_gen.resources import data_dir
 from dlm_gen.rules import load_rules
-
-
-@pytest.fixture
-def rules_copy(tmp_path):
-    target = tmp_path / "rules"
-    shutil.copytree(data_dir("rules"), target)
-    return target
 
 
 def append(path, text: str) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import json
 
 import pytest
 
 from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
-from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import plan_of, write_dlm
+from tests.conftest import plan_of, rendered_script, script_constant, write_dlm
 
 
 def test_qdora_is_qlora_plus_dora_with_both_requirements(tmp_path, cli):
@@ -32,15 +30,8 @@ def test_qdora_script_loads_4bit_and_uses_dora(tmp_path):
         tmp_path,
         {"base_model": "llama-3.2-3b", "training": {"adapter": "qlora", "use_dora": True}},
     )
-    rules = load_rules()
-    document = load_document(path)
-    tree = ast.parse(render_plans(document, make_plans(document, rules, "h100"), rules).text)
-    adapters = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ADAPTERS"
-    )
-    plan = adapters[0]["plan"]
+    text = rendered_script(path, "h100")
+    plan = script_constant(text, "ADAPTERS")[0]["plan"]
     assert plan["load_in_4bit"] is True and plan["use_dora"] is True
     assert plan["bnb_4bit_quant_type"] == "nf4"
 
