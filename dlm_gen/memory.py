@@ -22,7 +22,7 @@ ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 
 @dataclass(frozen=True)
 class Provider:
-    """Facts computed by Python from facts the tables decided (see rules._evaluation_order)."""
+    """Facts computed by Python from facts the tables decided (see rulechecks.evaluation_order)."""
 
     name: str
     reads: frozenset[str]

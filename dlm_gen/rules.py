@@ -1,141 +1,37 @@
-"""Load the rule tables in `rules/`, validate them, and prove them unambiguous.
+"""Load the rule tables in `rules/` into a checked `RuleSet`.
 
-Every file is checked against `schema/rules.schema.json`; then the loader
-checks what a schema cannot: fact names exist, each plan field is owned by one
-table, no two rows of a `unique` table can both set a field for the same facts,
-the tables have no dependency cycle, requirements are PEP 508, message
-templates name real facts. All problems are reported at once, each with its
-file, line and rule id. The result is an immutable `RuleSet` whose tables are
-in evaluation (dependency) order.
+Reads every table (bounded, UTF-8), parses it with lines, builds the rows
+(named sets resolved, requirements parsed) and runs the checks of
+`dlm_gen.rulechecks` unless a receipt (`dlm_gen.rulecache`) says these exact
+bytes passed them before. All problems are reported at once, each with its
+file, line and rule id. The result's tables are in evaluation order.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
-import itertools
-import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlm_gen import conditions, yamlsrc
+from dlm_gen import conditions, rulecache, rulechecks, yamlsrc
 from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.facts import Domain, input_fact_domains
-from dlm_gen.files import InputFileError, read_bounded, read_table
+from dlm_gen.files import read_table
 from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
-from dlm_gen.memory import Provider
 from dlm_gen.resources import data_dir
 
-PLACEHOLDER = re.compile(r"\{([a-z_]+\.[a-z0-9_]+)(?:\|([a-z]+))?\}")
-FORMATTERS = ("size", "gb")
-
-
-@dataclass(frozen=True)
-class FactRef:
-    """A `set` value taken from a fact: `{fact: training.galore_rank, default: 128}`.
-
-    `default` (when `has_default`) is the value where the fact is null: the
-    document's knob, else the library's default, in one row.
-    """
-
-    fact: str
-    has_default: bool = False
-    default: object = None
-
-    def resolve(self, facts: Mapping[str, object]) -> object:
-        value = facts.get(self.fact)
-        return self.default if value is None and self.has_default else value
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """A PEP 508 requirement, parsed once when the tables load (by `packaging`)."""
-
-    name: str  # canonical: lower case, '-' for '_'
-    extras: tuple[str, ...]
-    specifiers: tuple[str, ...]
-    marker: str | None
-
-    def __str__(self) -> str:
-        extras = f"[{','.join(self.extras)}]" if self.extras else ""
-        marker = f"; {self.marker}" if self.marker else ""
-        return f"{self.name}{extras}{','.join(self.specifiers)}{marker}"
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    table: str
-    source: str  # "rules/precision.yaml:12"
-    condition: conditions.Condition
-    sets: dict[str, object] = field(default_factory=dict)
-    warn: tuple[str, str] | None = None  # (token template, message template)
-    refuse: tuple[str, str | None] | None = None  # (message template, blamed field)
-    require: tuple[Requirement, ...] = ()
-    why: str | None = None
-    evidence: str | None = None
-
-    def reads(self) -> set[str]:
-        """Every fact this rule looks at: its condition, its values, its templates."""
-        facts = conditions.reads(self.condition)
-        facts |= {v.fact for v in self.sets.values() if isinstance(v, FactRef)}
-        for text in self.templates():
-            facts |= {m.group(1) for m in PLACEHOLDER.finditer(text)}
-        return facts
-
-    def templates(self) -> list[str]:
-        texts = list(self.warn or ())
-        if self.refuse:
-            texts.append(self.refuse[0])
-        return texts
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    file: str
-    hit_policy: str  # "unique": rows never overlap, all matching rows fire; "first"
-    rules: tuple[Rule, ...]
-
-    @property
-    def sets(self) -> set[str]:
-        return {name for rule in self.rules for name in rule.sets}
-
-    def plan_reads(self) -> set[str]:
-        return {
-            fact.removeprefix("plan.")
-            for rule in self.rules
-            for fact in rule.reads()
-            if fact.startswith("plan.")
-        }
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """The whole policy, validated, with tables in the order they must run."""
-
-    tables: tuple[Table, ...]
-    base_models: dict[str, dict]
-    architectures: dict[str, dict]
-    targets: dict[str, dict]
-    default_target: str
-    plan_fields: tuple[str, ...]
-    version: str  # content hash of every table file
-    verdicts: tuple[dict, ...] = ()
-    memory: dict | None = None  # coefficients of the memory estimate (rules/memory.yaml)
-    order: tuple[str, ...] = ()  # tables and fact providers, in evaluation order
-
-    def rule(self, rule_id: str) -> Rule:
-        return next(r for t in self.tables for r in t.rules if r.id == rule_id)
-
-
-CACHE_ENV = "DLM_GEN_CACHE_DIR"
-RECEIPT_FORMAT = "dlm-gen checked-rules receipt 1"
+# The model lives in rulemodel; importers of dlm_gen.rules keep finding it here.
+from dlm_gen.rulemodel import (  # noqa: F401
+    FORMATTERS,
+    PLACEHOLDER,
+    FactRef,
+    Requirement,
+    Rule,
+    RuleSet,
+    Table,
+)
 
 
 def load_rules(directory: Path | None = None) -> RuleSet:
@@ -164,58 +60,12 @@ def _load_rules_at(directory: Path) -> RuleSet:
     if not files:
         raise RulesError(f"{directory}: no rule tables (*.yaml) found")
     texts = [(file.name, read_table(file)) for file in files]
-    key = _cache_key(texts)
-    checked = _has_receipt(key)
+    key = rulecache.cache_key(texts)
+    checked = rulecache.has_receipt(key)
     rules = _check_and_build(texts, key[:16], checked=checked)
     if not checked:
-        _write_receipt(key)
+        rulecache.write_receipt(key)
     return rules
-
-
-def _cache_key(texts: list[tuple[str, str]]) -> str:
-    digest = hashlib.sha256()
-    for name, text in texts:
-        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-    digest.update((data_dir("schema") / "rules.schema.json").read_bytes())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.read_bytes())
-    return digest.hexdigest()
-
-
-def _cache_file(key: str) -> Path | None:
-    configured = os.environ.get(CACHE_ENV)
-    if configured is not None and configured.strip() in ("", "off"):
-        return None
-    if configured:
-        base = Path(configured)
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlm-gen"
-    return base / f"rules-{key[:32]}.json"
-
-
-def _has_receipt(key: str) -> bool:
-    """Whether these exact bytes passed the checks before (a damaged file: no)."""
-    path = _cache_file(key)
-    if path is None:
-        return False
-    try:
-        receipt = json.loads(read_bounded(path, 4096))
-    except (InputFileError, ValueError, RecursionError):
-        return False
-    return receipt == {"format": RECEIPT_FORMAT, "key": key}
-
-
-def _write_receipt(key: str) -> None:
-    path = _cache_file(key)
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as handle:
-            json.dump({"format": RECEIPT_FORMAT, "key": key}, handle)
-        os.replace(handle.name, path)
-    except OSError:
-        pass  # a read-only home only costs speed
 
 
 def _check_and_build(texts: list[tuple[str, str]], version: str, checked: bool = False) -> RuleSet:
@@ -229,82 +79,13 @@ def _check_and_build(texts: list[tuple[str, str]], version: str, checked: bool =
         except DlmError as exc:
             problems.extend(str(p) for p in exc.problems)
             continue
-        schema_problems = [] if checked else _schema_problems(label, document)
+        schema_problems = [] if checked else rulechecks.schema_problems(label, document)
         problems.extend(schema_problems)
         if not schema_problems:
             loaded.append((label, document))
     if problems:
         raise RulesError(_report(problems))
     return _build(loaded, version, checked)
-
-
-def _schema_problems(label: str, document: yamlsrc.SourcedYaml) -> list[str]:
-    validator = _validator_for(document.value)
-    problems = []
-    for error in sorted(validator.iter_errors(document.value), key=lambda e: list(e.path)):
-        path = tuple(error.absolute_path)
-        line = document.line_of(path)
-        rule_id = _rule_id_at(document.value, path)
-        where = f" (rule {rule_id})" if rule_id else ""
-        at = "/".join(str(p) for p in path) or "top level"
-        problems.append(f"{label}:{line}: {at}{where}: {_best_message(error)}")
-    return problems
-
-
-def _best_message(error) -> str:
-    if error.context:
-        deepest = max(error.context, key=lambda e: len(e.absolute_path))
-        return deepest.message
-    return error.message
-
-
-@functools.lru_cache(maxsize=1)
-def _validators() -> dict[str | None, object]:
-    """One validator per table kind, `$ref`s inlined (twice as fast), plus the whole schema.
-
-    The whole schema (key None) checks a table whose `kind` is missing or unknown.
-    """
-    import jsonschema  # imported here: only checking tables needs it
-
-    schema = json.loads((data_dir("schema") / "rules.schema.json").read_text(encoding="utf-8"))
-    definitions = schema.get("$defs", {})
-
-    def inline(node: object, seen: tuple[str, ...]) -> object:
-        if isinstance(node, dict):
-            reference = node.get("$ref")
-            if len(node) == 1 and isinstance(reference, str) and reference.startswith("#/$defs/"):
-                name = reference.removeprefix("#/$defs/")
-                if name not in seen:
-                    return inline(definitions[name], (*seen, name))
-            return {key: inline(value, seen) for key, value in node.items()}
-        if isinstance(node, list):
-            return [inline(value, seen) for value in node]
-        return node
-
-    validators: dict[str | None, object] = {None: jsonschema.Draft202012Validator(schema)}
-    for branch in schema.get("allOf", []):
-        kind = branch["if"]["properties"]["kind"]["const"]
-        inlined = inline(branch["then"], ())
-        if isinstance(inlined, dict):
-            inlined = {**inlined, "$defs": definitions}  # for any reference left (recursion)
-        validators[kind] = jsonschema.Draft202012Validator(inlined)
-    return validators
-
-
-def _validator_for(value: object):
-    validators = _validators()
-    kind = value.get("kind") if isinstance(value, dict) else None
-    return validators.get(kind if isinstance(kind, str) else None, validators[None])
-
-
-def _rule_id_at(value: object, path: tuple) -> str | None:
-    if len(path) >= 2 and path[0] == "rules" and isinstance(value, dict):
-        rules = value.get("rules")
-        if isinstance(rules, list) and isinstance(path[1], int) and path[1] < len(rules):
-            rule = rules[path[1]]
-            if isinstance(rule, dict) and isinstance(rule.get("id"), str):
-                return rule["id"]
-    return None
 
 
 def _report(problems: list[str]) -> str:
@@ -365,13 +146,13 @@ def _build(
         **{name: d for provider in providers for name, d in provider.provides.items()},
     }
     if not checked:
-        problems += _check_ids(tables)
-        problems += _check_rules(tables, domains)
-        problems += _check_ownership(tables)
-        problems += _check_overlaps(tables, domains)
-        problems += _check_can_fire(tables, domains)
-        problems += [p for table in tables for p in _check_reads_within(table)]
-    order, cycle_problems = _evaluation_order(tables, providers)
+        problems += rulechecks.check_ids(tables)
+        problems += rulechecks.check_rules(tables, domains)
+        problems += rulechecks.check_ownership(tables)
+        problems += rulechecks.check_overlaps(tables, domains)
+        problems += rulechecks.check_can_fire(tables, domains)
+        problems += [p for table in tables for p in rulechecks.check_reads_within(table)]
+    order, cycle_problems = rulechecks.evaluation_order(tables, providers)
     problems += cycle_problems
     if problems:
         raise RulesError(_report(problems))
@@ -455,11 +236,15 @@ def _table(
 # The plain form `name[extra,...]>=1.0,<2` without a marker or URL: read without
 # importing packaging, whose grammar compiles for longer than a warm explain
 # takes. The result equals packaging's (a test checks every shipped string).
+
+
 _PLAIN_REQUIREMENT = re.compile(
     r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*"
     r"(?:\[(?P<extras>\s*[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*\s*)\])?\s*"
     r"(?P<specifiers>(?:(?:===|~=|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*)$"
 )
+
+
 _SPECIFIER = re.compile(r"(===|~=|==|!=|<=|>=|<|>)\s*([A-Za-z0-9.*+!_-]+)")
 
 
@@ -480,7 +265,7 @@ def _plain_requirement(text: str) -> Requirement | None:
 
 
 def _requirement(text: str, checked: bool = False) -> Requirement | str:
-    """Parse a PEP 508 string; an invalid one stays a string for _check_rules to report."""
+    """Parse a PEP 508 string; an invalid one stays a string for the checks to report."""
     if checked:  # packaging accepted these bytes before; the plain form needs no grammar
         plain = _plain_requirement(text)
         if plain is not None:
@@ -514,201 +299,3 @@ def _plan_domains(tables: list[Table]) -> dict[str, Domain]:
                 else:
                     known.setdefault(conditions.value_key(value), value)
     return {k: (tuple(v.values()) if v is not None else None) for k, v in values.items()}
-
-
-def _check_ids(tables: list[Table]) -> list[str]:
-    seen: dict[str, str] = {}
-    problems = []
-    for table in tables:
-        for rule in table.rules:
-            if rule.id in seen:
-                problems.append(
-                    f"{rule.source}: rule id '{rule.id}' is also used at {seen[rule.id]}"
-                )
-            seen.setdefault(rule.id, rule.source)
-    return problems
-
-
-def _check_rules(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
-    from packaging.requirements import InvalidRequirement
-    from packaging.requirements import Requirement as Pep508
-
-    problems = []
-    for table in tables:
-        for rule in table.rules:
-            for fact in sorted(rule.reads()):
-                if fact not in domains:
-                    close = difflib.get_close_matches(fact, list(domains), n=1)
-                    hint = f"; did you mean '{close[0]}'?" if close else ""
-                    problems.append(f"{rule.source}: rule {rule.id}: unknown fact '{fact}'{hint}")
-            for text in rule.templates():
-                for match in PLACEHOLDER.finditer(text):
-                    if match.group(2) and match.group(2) not in FORMATTERS:
-                        problems.append(
-                            f"{rule.source}: rule {rule.id}: unknown formatter "
-                            f"'|{match.group(2)}' (known: {', '.join(FORMATTERS)})"
-                        )
-            for requirement in rule.require:
-                if isinstance(requirement, Requirement):
-                    continue
-                try:
-                    Pep508(requirement)
-                except InvalidRequirement as exc:
-                    problems.append(
-                        f"{rule.source}: rule {rule.id}: '{requirement}' is not PEP 508: {exc}"
-                    )
-    return problems
-
-
-def _check_ownership(tables: list[Table]) -> list[str]:
-    """Each plan field is decided by the rows of one table only."""
-    setters: dict[str, dict[str, Rule]] = {}
-    for table in tables:
-        for rule in table.rules:
-            for name in rule.sets:
-                setters.setdefault(name, {}).setdefault(table.name, rule)
-    problems = []
-    for name, by_table in sorted(setters.items()):
-        if len(by_table) > 1:
-            owners = ", ".join(
-                f"'{table}' (rule {rule.id} at {rule.source})" for table, rule in by_table.items()
-            )
-            problems.append(
-                f"plan.{name} is set by more than one table: {owners}; one table decides each field"
-            )
-    return problems
-
-
-def _check_overlaps(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
-    """Two rows of a unique table that can both set one field for the same facts."""
-    problems = []
-    for table in tables:
-        if table.hit_policy != "unique":
-            continue
-        setters = [rule for rule in table.rules if rule.sets]
-        conditions_of = [rule.condition for rule in setters]
-        for i, j in conditions.candidate_pairs(conditions_of):
-            first, second = setters[i], setters[j]
-            shared = sorted(set(first.sets) & set(second.sets))
-            if not shared or not conditions.can_overlap(first.condition, second.condition, domains):
-                continue
-            name = shared[0]
-            problems.append(
-                f"{second.source}: rules {first.id} ({first.source}) and {second.id} "
-                f"({second.source}) can both hold for the same facts and both set "
-                f"plan.{name} (to {_show(first.sets[name])} and "
-                f"{_show(second.sets[name])}); make their conditions exclusive or "
-                "give the table hit_policy: first"
-            )
-    return problems
-
-
-def _check_can_fire(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
-    """A row whose tests exclude each other, or ask a plan field for a value no row
-    sets, can never fire: dead policy that reads like a promise."""
-    problems = []
-    for table in tables:
-        for rule in table.rules:
-            if not conditions.can_overlap(rule.condition, (), domains):
-                problems.append(
-                    f"{rule.source}: rule {rule.id} can never fire: no facts pass all of its "
-                    f"tests ({conditions.describe(rule.condition)}); a plan.* test must ask "
-                    "for a value some row sets"
-                )
-    return problems
-
-
-def _check_reads_within(table: Table) -> list[str]:
-    """A row may read a field of its own table only after every row that sets it."""
-    problems = []
-    for index, reader in enumerate(table.rules):
-        for fact in sorted(reader.reads()):
-            name = fact.removeprefix("plan.")
-            if not fact.startswith("plan.") or name not in table.sets:
-                continue
-            later = [r for r in table.rules[index:] if name in r.sets]
-            if table.hit_policy == "first" or later:
-                setter = later[0] if later else next(r for r in table.rules if name in r.sets)
-                problems.append(
-                    f"{reader.source}: rule {reader.id} reads {fact}, which rule {setter.id} "
-                    f"({setter.source}) of the same table sets "
-                    + ("in a first-hit table" if table.hit_policy == "first" else "after it")
-                    + "; move the reading rule below every rule that sets the field"
-                )
-    return problems
-
-
-def _show(value: object) -> str:
-    if isinstance(value, FactRef):
-        default = f", default {json.dumps(value.default)}" if value.has_default else ""
-        return f"fact {value.fact}{default}"
-    return json.dumps(value)
-
-
-def _evaluation_order(
-    tables: list[Table], providers: list[Provider]
-) -> tuple[list[Table | Provider], list[str]]:
-    """Tables and fact providers, each after whatever owns the facts it reads."""
-    owner: dict[str, Table | Provider] = {
-        f"plan.{name}": table for table in tables for name in table.sets
-    }
-    owner.update({fact: provider for provider in providers for fact in provider.provides})
-    reads: dict[str, set[str]] = {
-        table.name: {fact for rule in table.rules for fact in rule.reads()} for table in tables
-    }
-    reads.update({provider.name: set(provider.reads) for provider in providers})
-    needs = {
-        name: {owner[fact].name for fact in facts if fact in owner} - {name}
-        for name, facts in reads.items()
-    }
-    by_name: dict[str, Table | Provider] = {t.name: t for t in tables}
-    by_name.update({p.name: p for p in providers})
-    order: list[Table | Provider] = []
-    done: set[str] = set()
-    pending = sorted(by_name)
-    while pending:
-        ready = [name for name in pending if needs[name] <= done]
-        if not ready:
-            return order, [_cycle_message(pending, needs, by_name, owner)]
-        for name in ready:
-            order.append(by_name[name])
-            done.add(name)
-        pending = [name for name in pending if name not in done]
-    return order, []
-
-
-def _cycle_message(pending, needs, by_name, owner) -> str:
-    """Name the rules that close the loop: 'a reads plan.x, set by b, which reads ...'."""
-    start = pending[0]
-    path = [start]
-    while True:
-        following = sorted(needs[path[-1]] & set(pending))[0]
-        if following in path:
-            path = [*path[path.index(following) :], following]
-            break
-        path.append(following)
-    steps = []
-    for here, there in itertools.pairwise(path):
-        reader, fact = _reader_of(by_name[here], by_name[there], owner)
-        setter = _setter_of(by_name[there], fact)
-        steps.append(f"{reader} reads {fact}, set by {setter}")
-    return "dependency cycle between tables: " + "; ".join(steps)
-
-
-def _reader_of(node, other, owner) -> tuple[str, str]:
-    if isinstance(node, Provider):
-        fact = next(f for f in sorted(node.reads) if owner.get(f) is other)
-        return f"fact provider {node.name}", fact
-    for rule in node.rules:
-        for fact in sorted(rule.reads()):
-            if owner.get(fact) is other:
-                return f"rule {rule.id} ({rule.source})", fact
-    raise AssertionError("no reader")  # unreachable: needs came from these reads
-
-
-def _setter_of(node, fact: str) -> str:
-    if isinstance(node, Provider):
-        return f"fact provider {node.name}"
-    field = fact.removeprefix("plan.")
-    rule = next(r for r in node.rules if field in r.sets)
-    return f"rule {rule.id} ({rule.source})"

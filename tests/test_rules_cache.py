@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dlm_gen import rulecache, rulechecks
 from dlm_gen import rules as rules_module
 from dlm_gen.resources import data_dir
 from tests.conftest import ROOT, write_dlm
@@ -41,7 +42,7 @@ def fresh_load(tables):
 
 def cache_key(tables: Path) -> str:
     texts = [(f.name, f.read_text(encoding="utf-8")) for f in sorted(tables.glob("*.yaml"))]
-    return rules_module._cache_key(texts)
+    return rulecache.cache_key(texts)
 
 
 def test_a_receipt_lets_the_second_load_skip_the_checks(setup, monkeypatch):
@@ -50,15 +51,15 @@ def test_a_receipt_lets_the_second_load_skip_the_checks(setup, monkeypatch):
     [receipt] = cache.iterdir()
     assert receipt.name == f"rules-{cache_key(tables)[:32]}.json"
     assert json.loads(receipt.read_text()) == {
-        "format": rules_module.RECEIPT_FORMAT,
+        "format": rulecache.RECEIPT_FORMAT,
         "key": cache_key(tables),
     }
 
     def no_proof(*_):
         raise AssertionError("checked again although these bytes passed before")
 
-    monkeypatch.setattr(rules_module, "_check_overlaps", no_proof)
-    monkeypatch.setattr(rules_module, "_schema_problems", no_proof)
+    monkeypatch.setattr(rulechecks, "check_overlaps", no_proof)
+    monkeypatch.setattr(rulechecks, "schema_problems", no_proof)
     assert fresh_load(tables) == first
 
 
@@ -114,7 +115,7 @@ def _hostile_files(cache: Path, key: str, marker: Path) -> None:
     for stem in (key[:32], key[:16], key):
         (cache / f"rules-{stem}.pickle").write_bytes(payload)
     forged = {
-        "format": rules_module.RECEIPT_FORMAT,
+        "format": rulecache.RECEIPT_FORMAT,
         "key": key,
         "base_models": {"smollm2-135m": {"hub_id": "attacker/SmolLM2-135M"}},
     }
