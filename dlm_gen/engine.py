@@ -1,7 +1,7 @@
 """Evaluate the rule tables against facts: pure, total and deterministic.
 
 The engine knows no policy. It walks the tables in dependency order; in a
-`unique` table every matching row fires, in a `first` table only the first
+`collect` table every matching row fires, in a `first` table only the first
 matching row does. A row's effects are: set plan fields (each decision keeps
 the rule id and its file:line), add a warning, add a refusal, add package
 requirements. Same facts in, same outcome out; no input makes it raise.

@@ -3,7 +3,7 @@
 Each check takes the built tables and returns problems (file:line, rule id,
 the fix), all collected before reporting: JSON-Schema validation, unique ids,
 known facts and formatters, PEP 508 requirements, one owner per plan field,
-no overlapping rows in a `unique` table, rows that can fire, reads after
+no overlapping setters in a `collect` table, rows that can fire, reads after
 writes within a table, and an evaluation order without cycles.
 """
 
@@ -154,10 +154,10 @@ def check_ownership(tables: list[Table]) -> list[str]:
 
 
 def check_overlaps(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
-    """Two rows of a unique table that can both set one field for the same facts."""
+    """Two rows of a collect table that can both set one field for the same facts."""
     problems = []
     for table in tables:
-        if table.hit_policy != "unique":
+        if table.hit_policy != "collect":
             continue
         setters = [rule for rule in table.rules if rule.sets]
         conditions_of = [rule.condition for rule in setters]

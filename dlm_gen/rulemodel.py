@@ -82,7 +82,7 @@ class Rule:
 class Table:
     name: str
     file: str
-    hit_policy: str  # "unique": rows never overlap, all matching rows fire; "first"
+    hit_policy: str  # "collect": every matching row fires, setters exclusive; "first"
     rules: tuple[Rule, ...]
 
     @property

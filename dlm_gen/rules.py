@@ -34,6 +34,10 @@ from dlm_gen.rulemodel import (  # noqa: F401
 )
 
 
+# Tables written before the rename keep loading: `unique` is what `collect` was called.
+HIT_POLICY_ALIASES = {"unique": "collect"}
+
+
 def load_rules(directory: Path | None = None) -> RuleSet:
     """The checked rule set of a directory (default: the shipped one, or $DLM_GEN_RULES)."""
     return _load_rules_at(Path(directory) if directory is not None else data_dir("rules"))
@@ -230,7 +234,9 @@ def _table(
                 evidence=raw.get("evidence"),
             )
         )
-    return Table(name, label, document.value["hit_policy"], tuple(rules))
+    policy = document.value["hit_policy"]
+    policy = HIT_POLICY_ALIASES.get(policy, policy)
+    return Table(name, label, policy, tuple(rules))
 
 
 # The plain form `name[extra,...]>=1.0,<2` without a marker or URL: read without

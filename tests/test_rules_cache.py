@@ -83,7 +83,7 @@ def test_cache_can_be_turned_off(setup, monkeypatch):
 
 def test_broken_tables_get_no_receipt(setup):
     tables, cache = setup
-    (tables / "corpus.yaml").write_text("kind: rules\nhit_policy: unique\nrules: []\n")
+    (tables / "corpus.yaml").write_text("kind: rules\nhit_policy: collect\nrules: []\n")
     with pytest.raises(rules_module.RulesError):
         fresh_load(tables)
     assert not cache.exists() or not list(cache.iterdir())
@@ -93,7 +93,7 @@ def test_a_forged_receipt_cannot_let_broken_tables_pass_unnoticed_after_an_edit(
     """A receipt names exact bytes: it never vouches for tables edited afterwards."""
     tables, _ = setup
     fresh_load(tables)
-    (tables / "corpus.yaml").write_text("kind: rules\nhit_policy: unique\nrules: []\n")
+    (tables / "corpus.yaml").write_text("kind: rules\nhit_policy: collect\nrules: []\n")
     with pytest.raises(rules_module.RulesError, match=r"corpus\.yaml"):
         fresh_load(tables)
 

@@ -68,11 +68,11 @@ def test_touching_intervals_are_an_overlap(rules_copy):
 
 def test_dependency_cycle_names_both_rules(rules_copy):
     (rules_copy / "zz_left.yaml").write_text(
-        "kind: rules\nhit_policy: unique\nrules:\n"
+        "kind: rules\nhit_policy: collect\nrules:\n"
         "  - id: left-from-right\n    why: x\n    when: {plan.right: 1}\n    set: {left: 1}\n"
     )
     (rules_copy / "zz_right.yaml").write_text(
-        "kind: rules\nhit_policy: unique\nrules:\n"
+        "kind: rules\nhit_policy: collect\nrules:\n"
         "  - id: right-from-left\n    why: x\n    when: {plan.left: 1}\n    set: {right: 1}\n"
     )
     message = load_error(rules_copy)
@@ -220,3 +220,10 @@ def test_every_row_says_why(rules_copy):
     message = load_error(rules_copy)
     assert "rules/corpus.yaml:" in message and "(rule silent-row)" in message
     assert "'why' is a required property" in message
+
+
+def test_the_former_hit_policy_name_still_loads(rules_copy):
+    table = rules_copy / "lora.yaml"
+    table.write_text(table.read_text().replace("hit_policy: collect", "hit_policy: unique"))
+    [lora] = [t for t in load_rules(rules_copy).tables if t.name == "lora"]
+    assert lora.hit_policy == "collect"

@@ -57,7 +57,7 @@ def test_rules_schema_rejects_an_unknown_operator():
     schema = json.loads((SCHEMA_DIR / "rules.schema.json").read_text(encoding="utf-8"))
     table = {
         "kind": "rules",
-        "hit_policy": "unique",
+        "hit_policy": "collect",
         "rules": [{"id": "x", "when": {"training.lora_r": {"between": [1, 2]}}, "set": {"a": 1}}],
     }
     assert not jsonschema.Draft202012Validator(schema).is_valid(table)
