@@ -33,7 +33,6 @@ from dlm_gen.rulemodel import (  # noqa: F401
     Table,
 )
 
-
 # Tables written before the rename keep loading: `unique` is what `collect` was called.
 HIT_POLICY_ALIASES = {"unique": "collect"}
 
