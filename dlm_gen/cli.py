@@ -289,47 +289,15 @@ def _doctor(args: argparse.Namespace) -> int:
         unmet = not all(item["met"] for item in status) or any(p.refused for p in plans)
         report["document"] = {
             "file": args.file,
-            "reasons": {str(p.adapter_name): p.reason() for p in plans},
+            "reasons": [{"adapter": p.adapter_name, "reason": p.reason()} for p in plans],
             "refusals": [r.id for p in plans for r in p.refusals],
             "requirements": status,
         }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        _say(_doctor_text(report))
+        _say(doctor.format_report(report))
     return 1 if unmet else 0
-
-
-def _doctor_text(report: dict) -> str:
-    host = report["host"]
-    lines = [f"target profile: {report['profile'] or 'none matches this host'}"]
-    if host["backend"] == "cpu":
-        lines.append("GPUs: none (CUDA not available)")
-    else:
-        lines.append(
-            f"GPUs: {host['gpu_count']} x {host['gpu']}, compute capability "
-            f"{host['compute_capability']}, {host['memory_gb']} GB, "
-            f"bf16 {'yes' if host['bf16'] else 'no'}"
-        )
-    if "new_profile_yaml" in report:
-        lines.append("add this profile to rules/targets.yaml:\n" + report["new_profile_yaml"])
-    lines.append("installed:")
-    for name, version in report["versions"].items():
-        lines.append(f"  {name:<13} {version or 'not installed'}")
-    if "document" in report:
-        document = report["document"]
-        lines.append(f"plan for this host ({document['file']}):")
-        for name, reason in document["reasons"].items():
-            prefix = "" if name == "None" else f"[{name}] "
-            lines.append(f"  {prefix}reason: {reason}")
-        for refusal in document["refusals"]:
-            lines.append(f"  refused: {refusal}")
-        lines.append("requirements:")
-        for item in document["requirements"]:
-            mark = "ok" if item["met"] else "MISSING" if item["installed"] is None else "TOO OLD"
-            installed = item["installed"] or "-"
-            lines.append(f"  {mark:<7} {item['requirement']:<24} installed: {installed}")
-    return "\n".join(lines)
 
 
 def _schema() -> int:

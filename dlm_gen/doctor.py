@@ -124,3 +124,37 @@ def requirement_status(requirements: tuple[str, ...]) -> list[dict[str, object]]
         met = installed is not None and requirement.specifier.contains(installed, prereleases=True)
         status.append({"requirement": text, "installed": installed, "met": met})
     return status
+
+
+def format_report(report: dict) -> str:
+    """The report as a person reads it: profile, GPUs, versions, the plan and its needs."""
+    host = report["host"]
+    lines = [f"target profile: {report['profile'] or 'none matches this host'}"]
+    if host["backend"] == "cpu":
+        lines.append("GPUs: none (CUDA not available)")
+    else:
+        lines.append(
+            f"GPUs: {host['gpu_count']} x {host['gpu']}, compute capability "
+            f"{host['compute_capability']}, {host['memory_gb']} GB, "
+            f"bf16 {'yes' if host['bf16'] else 'no'}"
+        )
+    if "new_profile_yaml" in report:
+        lines.append("add this profile to rules/targets.yaml:\n" + report["new_profile_yaml"])
+    lines.append("installed:")
+    for name, version in report["versions"].items():
+        lines.append(f"  {name:<13} {version or 'not installed'}")
+    if "document" in report:
+        document = report["document"]
+        lines.append(f"plan for this host ({document['file']}):")
+        for entry in document["reasons"]:
+            name, reason = entry["adapter"], entry["reason"]
+            prefix = f"[{name}] " if name else ""
+            lines.append(f"  {prefix}reason: {reason}")
+        for refusal in document["refusals"]:
+            lines.append(f"  refused: {refusal}")
+        lines.append("requirements:")
+        for item in document["requirements"]:
+            mark = "ok" if item["met"] else "MISSING" if item["installed"] is None else "TOO OLD"
+            installed = item["installed"] or "-"
+            lines.append(f"  {mark:<7} {item['requirement']:<24} installed: {installed}")
+    return "\n".join(lines)

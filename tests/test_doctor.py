@@ -39,7 +39,8 @@ def test_doctor_json_with_a_document(cli):
     assert report["profile"] == "cpu" and report["host"]["backend"] == "cpu"
     assert report["versions"]["transformers"]
     assert all(item["met"] for item in report["document"]["requirements"])
-    assert report["document"]["reasons"]["None"].startswith("precision=fp32")
+    [entry] = report["document"]["reasons"]
+    assert entry["adapter"] is None and entry["reason"].startswith("precision=fp32")
 
 
 def test_doctor_reports_unmet_requirements_and_exits_1(tmp_path, cli):

@@ -1,0 +1,98 @@
+"""What a document and a --target name: the target profile and the base model.
+
+The target is a profile of rules/targets.yaml (or `host`, detected). The
+base is a registry key, an `hf:org/name` Hub id (checked against the Hub's
+grammar), or a local directory written as a path, relative to the document
+and kept as written. Each failure is a located error on `base_model`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from dlm_gen import basemodels
+from dlm_gen.datatables import limits
+from dlm_gen.document import Document
+from dlm_gen.errors import DlmError
+from dlm_gen.rules import RuleSet
+
+HOST_TARGET = "host"
+
+
+def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, object]]:
+    """The target's name and profile, or an error with the known names.
+
+    `host` is this machine as `dlm-gen doctor` sees it (imports torch; a plan
+    for it is not reproducible on another machine).
+    """
+    name = name or rules.default_target
+    if name in rules.targets:
+        return name, rules.targets[name]
+    if name == HOST_TARGET:
+        from dlm_gen.doctor import detect_host
+
+        return HOST_TARGET, detect_host()
+    close = difflib.get_close_matches(name, list(rules.targets), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise DlmError.one(
+        "--target",
+        None,
+        None,
+        f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))}, host)",
+    )
+
+
+def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
+    """Registry key, `hf:org/name`, or a local directory written as a path.
+
+    A registry key always means the registry's model; a local directory must
+    be written as a path (`./tiny`, `../models/tiny`, `~/models/tiny`, or an
+    absolute path), so a directory that happens to share a key's name never
+    changes which model trains. A relative path is relative to the document
+    and stays relative (normalized) in the plan and the script.
+    """
+    key = document.frontmatter.base_model
+    families = rules.architectures
+    line = document.line_of("base_model")
+
+    def fail(message: str) -> DlmError:
+        return DlmError.one(document.path, line, "base_model", message)
+
+    if key in rules.base_models:
+        return basemodels.from_registry(key, rules.base_models[key], families)
+    if key.startswith(basemodels.HUB_PREFIX):
+        hub_id = key.removeprefix(basemodels.HUB_PREFIX)
+        for entry in rules.base_models.values():
+            if entry["hub_id"] == hub_id:
+                return basemodels.from_registry(key, entry, families)
+        problem = basemodels.hub_id_problem(hub_id)
+        if problem:
+            raise fail(f"expected hf:org/name with a Hub repository id, got '{key}': {problem}")
+        return basemodels.from_hub_id(key, hub_id)
+    if not basemodels.is_written_as_path(key):
+        close = difflib.get_close_matches(key, list(rules.base_models), n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        local = Path(document.path).parent / key
+        if local.is_dir():
+            hint += f"(a local directory is written as a path: ./{key}) "
+        raise fail(
+            f"unknown base model '{key}': {hint}expected a registry key "
+            f"({', '.join(sorted(rules.base_models))}), hf:org/name, or the path of a "
+            "directory with a config.json (./name, ../name, ~/name or /abs/name)"
+        )
+    written = basemodels.normalized_path(key)
+    try:
+        directory = Path(document.path).parent / Path(written).expanduser()
+    except RuntimeError:  # "~someone" with no such user
+        raise fail(f"cannot expand '{key}': no such user") from None
+    if not directory.is_dir():
+        raise fail(f"no directory '{written}' (relative to the document)")
+    if not (directory / "config.json").exists():
+        raise fail(f"directory '{written}' has no config.json")
+    try:
+        return basemodels.from_directory(written, directory, families, limits()["max_config_bytes"])
+    except basemodels.BaseModelError as exc:
+        label = f"{written}/{exc.file.relative_to(directory)}"
+        field = f"{exc.field}: " if exc.field else ""
+        raise fail(f"{label}: {field}{exc.message}") from None
