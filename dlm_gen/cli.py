@@ -270,12 +270,12 @@ def _doctor(args: argparse.Namespace) -> int:
     from dlm_gen.rules import load_rules
 
     rules = load_rules()
-    host = doctor.detect_host()
+    host = doctor.detect_host(rules.targets)
     profile = doctor.matching_profile(host, rules.targets)
     report: dict[str, object] = {
         "profile": profile,
         "host": host,
-        "versions": doctor.installed_versions(),
+        "versions": doctor.installed_versions(doctor.required_packages(rules)),
     }
     if profile is None:
         report["new_profile_yaml"] = doctor.new_profile_yaml(host)

@@ -13,7 +13,6 @@ from importlib import metadata
 
 from dlm_gen.errors import DlmError
 
-PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "galore-torch", "accelerate")
 MEMORY_TOLERANCE = 0.10  # a profile's memory may differ this much from what CUDA reports
 
 
@@ -28,8 +27,13 @@ def _broken_torch(exc: Exception) -> DlmError:
     )
 
 
-def detect_host() -> dict[str, object]:
-    """The host as a target profile (the keys of rules/targets.yaml)."""
+def detect_host(targets: dict[str, dict] | None = None) -> dict[str, object]:
+    """The host as a target profile (the keys of rules/targets.yaml).
+
+    Whether the GPU runs FlashAttention 2 is a fact of its generation that the
+    targets table holds: a profile of the same compute capability says so;
+    with none, the host is taken not to (the conservative answer).
+    """
     try:
         import torch
     except ImportError:
@@ -49,9 +53,17 @@ def detect_host() -> dict[str, object]:
         "compute_capability": capability,
         "memory_gb": round(properties.total_memory / 1e9),
         "bf16": bool(torch.cuda.is_bf16_supported()),
-        "flash_attn": capability >= 8.0,
+        "flash_attn": flash_attention_known(capability, targets or {}),
         "gpu_count": torch.cuda.device_count(),
     }
+
+
+def flash_attention_known(capability: float, targets: dict[str, dict]) -> bool:
+    """Whether rules/targets.yaml lists FlashAttention 2 for GPUs of this capability."""
+    return any(
+        profile.get("flash_attn") is True and profile.get("compute_capability") == capability
+        for profile in targets.values()
+    )
 
 
 def _cpu_profile() -> dict[str, object]:
@@ -100,9 +112,16 @@ def _yaml_scalar(value: object) -> str:
     return str(value)
 
 
-def installed_versions() -> dict[str, str | None]:
+def required_packages(rules) -> list[str]:
+    """Every package some row of the rule tables can require (the tables are the list)."""
+    return sorted(
+        {req.name for table in rules.tables for rule in table.rules for req in rule.require}
+    )
+
+
+def installed_versions(names: list[str]) -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -32,7 +32,7 @@ def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, obj
     if name == HOST_TARGET:
         from dlm_gen.doctor import detect_host
 
-        return HOST_TARGET, detect_host()
+        return HOST_TARGET, detect_host(rules.targets)
     close = difflib.get_close_matches(name, list(rules.targets), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise DlmError.one(

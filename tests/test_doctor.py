@@ -87,3 +87,22 @@ def test_target_host_plans_for_this_machine(tmp_path, cli):
     assert code == 0
     script = (tmp_path / out.strip().split("/")[-1]).read_text()
     assert "# Target:       host (host CPU)" in script
+
+
+def test_flash_attention_on_a_host_comes_from_the_targets_table():
+    from dlm_gen.doctor import flash_attention_known
+    from dlm_gen.rules import load_rules
+
+    targets = load_rules().targets
+    assert flash_attention_known(8.0, targets) is True  # the A100 profiles say so
+    assert flash_attention_known(7.5, targets) is False  # the T4 profile says not
+    assert flash_attention_known(12.0, targets) is False  # no profile: not assumed
+
+
+def test_the_packages_doctor_reports_are_those_the_tables_can_require():
+    from dlm_gen.doctor import required_packages
+    from dlm_gen.rules import load_rules
+
+    names = required_packages(load_rules())
+    assert {"torch", "transformers", "peft", "trl", "accelerate"} <= set(names)
+    assert {"bitsandbytes", "galore-torch", "flash-attn"} <= set(names)
