@@ -52,6 +52,8 @@ CORPUS_FACTS: dict[str, Domain] = {
 
 def _domain_of(annotation: object) -> Domain:
     """Finite values of a Literal (optionally | None) annotation, else None."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
     values: list[object] = []
     for arg in typing.get_args(annotation) or (annotation,):
         if typing.get_origin(arg) is typing.Literal:

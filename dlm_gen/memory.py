@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 GB = 1e9
 STATUSES = ("no-estimate", "fits", "fits-checkpointed", "does-not-fit")
-ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,8 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
     """The `memory.*` facts for these facts (all None but the status without a shape)."""
     shape = facts.get("base.shape")
     params = facts.get("base.params")
-    if not isinstance(shape, Mapping) or not isinstance(params, int):
+    linears = facts.get("base.target_modules")  # the family's attention and MLP linears
+    if not isinstance(shape, Mapping) or not isinstance(params, int) or not linears:
         return {name: None for name in PROVIDER.provides} | {
             "memory.status": "no-estimate",
             "memory.explicit_status": "no-estimate",
@@ -160,13 +160,13 @@ def _accumulation(facts: Mapping[str, object], table: Mapping, auto_batch: int |
 
 
 def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
-    dtype = str(facts.get("plan.torch_dtype") or "float32")
-    weight_bytes = float(table["weight_bytes"].get(dtype, 4))
+    # Every dtype the dtype table sets and every optimizer of the vocabulary has a
+    # row here: rulechecks.check_memory_coverage proves it when the tables load.
+    weight_bytes = float(table["weight_bytes"][facts["plan.torch_dtype"]])
     layers = int(shape["num_hidden_layers"])
     modules = module_shapes(shape)
-    linear_params = layers * sum(
-        out * inp for name, (out, inp) in modules.items() if name in ATTENTION_MLP
-    )
+    linears = _linears(facts, modules)
+    linear_params = layers * sum(modules[name][0] * modules[name][1] for name in linears)
     linear_params = min(linear_params, params)
     if facts.get("plan.qlora"):
         weights = (params - linear_params) * weight_bytes + linear_params * float(
@@ -174,8 +174,7 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
         )
     else:
         weights = params * weight_bytes
-    optimizer_name = str(facts.get("training.optimizer"))
-    state_bytes = float(table["optimizer_state_bytes"].get(optimizer_name, 8))
+    state_bytes = float(table["optimizer_state_bytes"][facts["training.optimizer"]])
     galore_rank = facts.get("plan.galore_rank")
     if facts.get("plan.peft", True):
         matrices = _adapter_matrices(facts, modules, layers)
@@ -186,7 +185,7 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
         adapter = trainable * float(table["adapter_bytes"])
         gradients = trainable * float(table["adapter_bytes"])
     else:
-        matrices = [modules[n] for n in ATTENTION_MLP for _ in range(layers)]
+        matrices = [modules[n] for n in linears for _ in range(layers)]
         trainable = params
         adapter = 0.0
         gradients = params * weight_bytes
@@ -201,7 +200,7 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
     if facts.get("plan.strategy") == "fsdp":
         processes = int(facts.get("plan.processes") or 1)
         weights, gradients, optimizer = (x / processes for x in (weights, gradients, optimizer))
-    tokens = int(facts.get("training.sequence_len") or 2048)
+    tokens = int(facts["training.sequence_len"])
     hidden = int(shape["hidden_size"])
     scale = weight_bytes / 2  # the coefficients are for 16-bit activations
     units = float(table["activation_units_per_layer"])
@@ -226,16 +225,21 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
     }
 
 
+def _linears(facts, modules) -> list[str]:
+    """The base family's attention and MLP linears (architectures.yaml), as shaped here."""
+    return [str(name) for name in facts["base.target_modules"] if name in modules]
+
+
 def _targets(facts) -> list[str]:
     targets = facts.get("plan.target_modules")
     if targets == "all-linear" or not isinstance(targets, list):
-        return list(ATTENTION_MLP)
+        return [str(name) for name in facts["base.target_modules"]]
     return [str(name) for name in targets]
 
 
 def _adapter_matrices(facts, modules, layers: int) -> list[tuple[int, int]]:
     """LoRA's A (r x in) and B (out x r) for every targeted linear of every layer."""
-    rank = int(facts.get("training.lora_r") or 8)
+    rank = int(facts["training.lora_r"])
     matrices = []
     for name in _targets(facts):
         if name in modules:

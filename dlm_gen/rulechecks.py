@@ -286,3 +286,22 @@ def _setter_of(node, fact: str) -> str:
     field = fact.removeprefix("plan.")
     rule = next(r for r in node.rules if field in r.sets)
     return f"rule {rule.id} ({rule.source})"
+
+
+def check_memory_coverage(memory: dict | None, domains: dict[str, Domain]) -> list[str]:
+    """memory.yaml prices every load dtype the tables set and every optimizer a document
+    may name: a missing one would be a silent guess in the estimate."""
+    if memory is None:
+        return []
+    problems = []
+    for fact, column in (
+        ("plan.torch_dtype", "weight_bytes"),
+        ("training.optimizer", "optimizer_state_bytes"),
+    ):
+        missing = [v for v in domains.get(fact) or () if v is not None and v not in memory[column]]
+        if missing:
+            problems.append(
+                f"rules/memory.yaml: {column} has no entry for {', '.join(map(str, missing))} "
+                f"({fact} can take it); add one"
+            )
+    return problems

@@ -154,6 +154,7 @@ def _build(
         problems += rulechecks.check_ownership(tables)
         problems += rulechecks.check_overlaps(tables, domains)
         problems += rulechecks.check_can_fire(tables, domains)
+        problems += rulechecks.check_memory_coverage(memory_table, domains)
         problems += [p for table in tables for p in rulechecks.check_reads_within(table)]
     order, cycle_problems = rulechecks.evaluation_order(tables, providers)
     problems += cycle_problems

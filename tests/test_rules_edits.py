@@ -64,6 +64,32 @@ def test_changing_a_target_profile(tmp_path, rules_copy):
     assert galore_plan(tmp_path, rules_copy, "a100-80gb").fields["precision"] == "fp16"
 
 
+def price_optimizer(rules_copy, name: str, state_bytes: int) -> None:
+    memory = rules_copy / "memory.yaml"
+    text = memory.read_text()
+    memory.write_text(
+        text.replace(
+            "optimizer_state_bytes: {", f"optimizer_state_bytes: {{{name}: {state_bytes}, ", 1
+        )
+    )
+
+
+def test_an_optimizer_the_memory_table_does_not_price_is_a_load_error(rules_copy):
+    from dlm_gen.rules import RulesError
+
+    vocabulary = rules_copy / "vocabulary.yaml"
+    vocabulary.write_text(
+        vocabulary.read_text().replace(
+            "    - galore_adamw_8bit_layerwise\n", "    - galore_adamw_8bit_layerwise\n    - lion\n"
+        )
+    )
+    env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
+    probe = "from dlm_gen.rules import load_rules; load_rules()"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert "optimizer_state_bytes has no entry for lion" in done.stderr
+    assert RulesError.__name__ in done.stderr
+
+
 def test_adding_an_optimizer_is_a_table_edit(tmp_path, rules_copy):
     """The README's recipe: vocabulary + one optimizer row; no Python changes."""
     vocabulary = rules_copy / "vocabulary.yaml"
@@ -79,6 +105,7 @@ def test_adding_an_optimizer_is_a_table_edit(tmp_path, rules_copy):
             "    when: {training.optimizer: adafactor}\n"
             "    set: {optim: adafactor}\n"
         )
+    price_optimizer(rules_copy, "adafactor", 4)  # its state bytes, for the memory estimate
     path = write_dlm(
         tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "adafactor"}}
     )
@@ -110,6 +137,7 @@ def test_a_vocabulary_value_without_rows_is_caught_by_the_engine(tmp_path, rules
             "    - galore_adamw_8bit_layerwise\n", "    - galore_adamw_8bit_layerwise\n    - lion\n"
         )
     )
+    price_optimizer(rules_copy, "lion", 8)
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "lion"}})
     env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
     result = subprocess.run(
