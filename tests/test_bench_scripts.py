@@ -39,3 +39,15 @@ def test_limits_check_runs_on_a_small_document():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "document: 300 rows" in result.stdout
     assert "--help:   median" in result.stdout
+
+
+def test_explain_speed_runs():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "explain_speed.py"), "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ratio explain / import" in result.stdout
+    assert "2400-row table" in result.stdout
