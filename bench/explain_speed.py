@@ -52,7 +52,8 @@ def big_table_seconds(runs: int) -> tuple[float, float]:
         for table in (ROOT / "rules").glob("*.yaml"):
             shutil.copy(table, tables)
         rows = [
-            f"  - id: big-{i}\n    when: {{training.seed: {i}}}\n    set: {{big_field: {i}}}\n    why: row {i}"
+            f"  - id: big-{i}\n    when: {{training.seed: {i}}}\n"
+            f"    set: {{big_field: {i}}}\n    why: row {i}"
             for i in range(BIG_TABLE_ROWS)
         ]
         header = "kind: rules\ndescription: generated\nhit_policy: unique\nrules:\n"
