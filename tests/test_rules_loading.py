@@ -227,3 +227,17 @@ def test_the_former_hit_policy_name_still_loads(rules_copy):
     table.write_text(table.read_text().replace("hit_policy: collect", "hit_policy: unique"))
     [lora] = [t for t in load_rules(rules_copy).tables if t.name == "lora"]
     assert lora.hit_policy == "collect"
+
+
+def test_plain_requirements_read_without_packaging_equal_packagings_reading():
+    """A receipt lets the loader skip importing packaging for plain PEP 508 strings;
+    the fast reading must be exactly packaging's."""
+    from dlm_gen import rules as rules_module
+
+    texts = {str(req) for t in load_rules().tables for r in t.rules for req in r.require}
+    texts |= {"peft >= 0.9", "Galore_Torch", "torch>=2.2,<3", "trl[vllm]>=0.20", "a.b-c==1.0.*"}
+    for text in sorted(texts):
+        plain = rules_module._plain_requirement(text)
+        assert plain is not None, text
+        assert plain == rules_module._requirement(text), text
+    assert rules_module._plain_requirement("torch; python_version < '3.12'") is None  # marker
