@@ -60,9 +60,12 @@ def _locate(given: str) -> tuple[Path, bytes]:
     path = Path(given)
     match = _REVISION.match(given)
     if match and not path.exists():
-        done = subprocess.run(
-            ["git", "show", f"{match['rev']}:{match['path']}"], capture_output=True
-        )
+        try:
+            done = subprocess.run(
+                ["git", "show", f"{match['rev']}:{match['path']}"], capture_output=True
+            )
+        except OSError as exc:  # no git on this machine
+            raise DlmError.one(given, None, None, f"cannot run git: {exc.strerror}") from None
         if done.returncode != 0:
             message = done.stderr.decode("utf-8", "replace").strip() or "git show failed"
             raise DlmError.one(given, None, None, f"cannot read it from git: {message}")

@@ -103,3 +103,11 @@ def test_an_unreadable_side_exits_2_with_a_located_message(tmp_path):
     done = run_dlm_gen("diff", "NOPE:missing.dlm", tmp_path / "junk.py", cwd=tmp_path)
     assert done.returncode == 2 and "cannot read it from git" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_revision_paths_without_git_say_so(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = run_dlm_gen("diff", "HEAD:a.dlm", "HEAD:b.dlm", env={"PATH": str(empty)}, cwd=tmp_path)
+    assert done.returncode == 2 and "cannot run git" in done.stderr
+    assert "Traceback" not in done.stderr
