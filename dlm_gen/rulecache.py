@@ -19,12 +19,11 @@ from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.resources import data_dir
 
 CACHE_ENV = "DLM_GEN_CACHE_DIR"
-
-
 RECEIPT_FORMAT = "dlm-gen checked-rules receipt 1"
 
 
 def cache_key(texts: list[tuple[str, str]]) -> str:
+    """SHA-256 of every table (name and text), the rules schema and dlm-gen's source."""
     digest = hashlib.sha256()
     for name, text in texts:
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
@@ -35,13 +34,18 @@ def cache_key(texts: list[tuple[str, str]]) -> str:
 
 
 def cache_file(key: str) -> Path | None:
+    """Where the receipt of `key` lives, or None when caching is off (or there is no home)."""
     configured = os.environ.get(CACHE_ENV)
     if configured is not None and configured.strip() in ("", "off"):
         return None
     if configured:
         base = Path(configured)
     else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlm-gen"
+        try:
+            home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        except RuntimeError:  # no home directory to be found: only costs speed
+            return None
+        base = home / "dlm-gen"
     return base / f"rules-{key[:32]}.json"
 
 
@@ -58,6 +62,7 @@ def has_receipt(key: str) -> bool:
 
 
 def write_receipt(key: str) -> None:
+    """Record that the bytes of `key` passed the checks (atomically; failures cost speed)."""
     path = cache_file(key)
     if path is None:
         return
