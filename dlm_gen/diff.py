@@ -173,15 +173,23 @@ class Difference:
 
     @property
     def changed(self) -> bool:
-        return bool(
-            any(a["fields"] or a["warnings_added"] or a["warnings_removed"] for a in self.adapters)
-            or any(
-                a["refusals_added"] or a["refusals_removed"] or a["status"] for a in self.adapters
-            )
-            or self.requirements_added
-            or self.requirements_removed
+        """Whether the plan or the rows differ (the hash alone does not count)."""
+        return (
+            any(adapter[key] for adapter in self.adapters for key in ADAPTER_CHANGES)
+            or bool(self.requirements_added or self.requirements_removed)
             or any(self.rows.values())
         )
+
+
+# What an adapter's entry records as changed.
+ADAPTER_CHANGES = (
+    "status",
+    "fields",
+    "warnings_added",
+    "warnings_removed",
+    "refusals_added",
+    "refusals_removed",
+)
 
 
 def compare_sides(old: Side, new: Side, rules: RuleSet) -> Difference:
