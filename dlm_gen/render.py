@@ -120,6 +120,14 @@ def _context(
     launcher, processes = plans[0].fields["launcher"], plans[0].fields["processes"]
     target = {"name": plans[0].target, **plans[0].target_profile}
     rows = script_rows(document)
+    warnings = _warnings(plans)
+    reasons = [
+        {
+            "label": f"Reason [{p.adapter_name}]" if p.adapter_name else "Reason",
+            "reason": p.reason(),
+        }
+        for p in plans
+    ]
     return {
         "document_name": relative_to(document_path, out_dir),
         "target_name": target["name"],
@@ -143,17 +151,11 @@ def _context(
         },
         "system_prompt": document.frontmatter.system_prompt,
         "requirements": list(requirements_of(plans)),
-        "warnings": _warnings(plans),
-        "plans": [
-            {
-                "label": f"Reason [{p.adapter_name}]" if p.adapter_name else "Reason",
-                "reason": p.reason(),
-            }
-            for p in plans
-        ],
+        "warnings": warnings,
+        "plans": reasons,
         "base_description": _base_description(base),
         "launch_flags": LAUNCH_FLAGS,
-        "header_width": header_width(plans),
+        "header_width": header_width([*reasons, *warnings]),
         "adapters": [
             {
                 "name": plan.adapter_name,
@@ -197,11 +199,9 @@ def _warnings(plans: list[Plan]) -> list[dict[str, str]]:
     ]
 
 
-def header_width(plans: list[Plan]) -> int:
+def header_width(entries: list[dict[str, str]]) -> int:
     """The column where header values start: past the longest label."""
-    labels = [w["label"] for w in _warnings(plans)]
-    labels += [f"Reason [{p.adapter_name}]" for p in plans if p.adapter_name]
-    return max([HEADER_LABEL_WIDTH, *(len(f"# {label}: ") for label in labels)])
+    return max([HEADER_LABEL_WIDTH, *(len(f"# {entry['label']}: ") for entry in entries)])
 
 
 def header_field(label: str, text: object, width: int) -> str:

@@ -12,14 +12,20 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_gpu_check_smoke_runs_on_the_cpu():
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run bench/SCRIPT; it must exit 0 (its stderr tail is the failure message)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke"],
+        [sys.executable, str(ROOT / "bench" / script), *args],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_gpu_check_smoke_runs_on_the_cpu():
+    result = run_bench("gpu_check.py", "--smoke")
     lines = result.stdout.splitlines()
     assert any(line.startswith("lora ") for line in lines)
     assert any(line.startswith("galore (full)") for line in lines)
@@ -30,24 +36,12 @@ SMALL_DOCUMENT = ("--rows", "300", "--bytes", "300000")
 
 
 def test_limits_check_runs_on_a_small_document():
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "limits_check.py"), *SMALL_DOCUMENT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_bench("limits_check.py", *SMALL_DOCUMENT)
     assert "document: 300 rows" in result.stdout
     assert "--help:   median" in result.stdout
 
 
 def test_explain_speed_runs():
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "explain_speed.py"), "--runs", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_bench("explain_speed.py", "--runs", "1")
     assert "ratio explain / import" in result.stdout
     assert "2400-row table" in result.stdout
