@@ -56,7 +56,7 @@ def big_table_seconds(runs: int) -> tuple[float, float]:
             f"    set: {{big_field: {i}}}\n    why: row {i}"
             for i in range(BIG_TABLE_ROWS)
         ]
-        header = "kind: rules\ndescription: generated\nhit_policy: unique\nrules:\n"
+        header = "kind: rules\ndescription: generated\nid_prefix: big\nhit_policy: unique\nrules:\n"
         (tables / "big.yaml").write_text(header + "\n".join(rows) + "\n")
         env = {**os.environ, "DLM_GEN_CACHE_DIR": "off"}
         command = [sys.executable, "-c", LOAD_BIG_TABLE, str(tables)]

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dlm_gen.datatables import limits
+from dlm_gen.limits import limits
 
 
 def document_at_caps(path: Path, rows: int, budget: int) -> None:

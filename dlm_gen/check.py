@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlm_gen.datatables import limits
 from dlm_gen.errors import DlmError, Problem
 from dlm_gen.files import InputFileError, read_bounded
+from dlm_gen.limits import limits
 from dlm_gen.pipeline import plan_document
 from dlm_gen.render import Rendered
 from dlm_gen.scripts import parse_header, scripts_of

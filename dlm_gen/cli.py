@@ -301,9 +301,9 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _schema() -> int:
-    from dlm_gen.schema import frontmatter_json_schema
+    from dlm_gen.rules import load_rules
 
-    print(frontmatter_json_schema(), end="")
+    print(load_rules().models().json_schema(), end="")
     return 0
 
 

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlm_gen.datatables import limits
 from dlm_gen.errors import DlmError
 from dlm_gen.files import InputFileError, read_bounded
+from dlm_gen.limits import limits
 
 # (label, how to read it from one adapter's run record, unit)
 FIGURES = (

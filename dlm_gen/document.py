@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from dlm_gen import yamlsrc
-from dlm_gen.datatables import limits
 from dlm_gen.errors import DlmError, Problem
 from dlm_gen.files import InputFileError, read_bounded
-from dlm_gen.schema import Frontmatter, TrainingConfig
+from dlm_gen.limits import limits
+from dlm_gen.schema import Frontmatter, FrontmatterModels, TrainingConfig
 from dlm_gen.schema_errors import problems_from_validation
 
 SECTION_KINDS = ("prose", "instruction", "preference")
@@ -150,20 +150,30 @@ class Document:
         return self.frontmatter_line
 
 
-def load_document(path: str | os.PathLike[str], data: bytes | None = None) -> Document:
+def load_document(
+    path: str | os.PathLike[str],
+    data: bytes | None = None,
+    *,
+    models: FrontmatterModels | None = None,
+) -> Document:
     """Read, parse and validate a `.dlm` file; raises `DlmError` with every problem.
 
     `data` is the file's content when it does not come from the file itself (a
     git revision, for `dlm-gen diff`); `path` still names it and anchors its
-    relative paths.
+    relative paths. `models` are the frontmatter models of the rule set the
+    document is planned with (default: the shipped one, or $DLM_GEN_RULES).
     """
+    if models is None:
+        from dlm_gen.rules import load_rules  # the rules import documents' row types
+
+        models = load_rules().models()
     file = str(path)
     caps = limits()  # rules/limits.yaml: documents are corpora written by hand, not dumps
     text = _read_text(file, caps["max_document_bytes"], data)
     front_text, front_start, body_lines, body_start = _split_frontmatter(file, text)
     front = yamlsrc.load(front_text, file, line_offset=front_start - 1)
     problems: list[Problem] = []
-    frontmatter = _validate_frontmatter(file, front, front_start, problems)
+    frontmatter = _validate_frontmatter(models.frontmatter, file, front, front_start, problems)
     sections = _parse_body(file, body_lines, body_start, problems)
     if frontmatter is not None:
         _check_adapter_tags(file, frontmatter, sections, problems)
@@ -236,7 +246,11 @@ def _split_frontmatter(file: str, text: str) -> tuple[str, int, list[str], int]:
 
 
 def _validate_frontmatter(
-    file: str, front: yamlsrc.SourcedYaml, first_line: int, problems: list[Problem]
+    model: type[Frontmatter],
+    file: str,
+    front: yamlsrc.SourcedYaml,
+    first_line: int,
+    problems: list[Problem],
 ) -> Frontmatter | None:
     if not isinstance(front.value, dict):
         got = "nothing" if front.value is None else type(front.value).__name__
@@ -244,7 +258,7 @@ def _validate_frontmatter(
         problems.append(Problem(file, first_line, None, message))
         return None
     try:
-        return Frontmatter.model_validate(front.value)
+        return model.model_validate(front.value)
     except ValidationError as exc:
         problems.extend(problems_from_validation(file, front, exc))
         return None

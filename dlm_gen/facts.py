@@ -65,17 +65,18 @@ def _domain_of(annotation: object) -> Domain:
     return tuple(values) if values else None
 
 
-def training_facts() -> dict[str, Domain]:
+def training_facts(training: type[TrainingConfig]) -> dict[str, Domain]:
+    """The `training.*` facts of a rule set's training model (its vocabulary's enums)."""
     return {
         f"training.{name}": _domain_of(field.annotation)
-        for name, field in TrainingConfig.model_fields.items()
+        for name, field in training.model_fields.items()
         if name != "adapters"
     }
 
 
-def input_fact_domains() -> dict[str, Domain]:
-    """Every fact that is not a plan field, with its finite domain where it has one."""
-    return {**training_facts(), **BASE_FACTS, **TARGET_FACTS, **CORPUS_FACTS}
+def input_fact_domains(training: type[TrainingConfig]) -> dict[str, Domain]:
+    """Every document, base, target and corpus fact, with its finite domain where it has one."""
+    return {**training_facts(training), **BASE_FACTS, **TARGET_FACTS, **CORPUS_FACTS}
 
 
 def target_facts(

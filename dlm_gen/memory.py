@@ -160,8 +160,8 @@ def _accumulation(facts: Mapping[str, object], table: Mapping, auto_batch: int |
 
 
 def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
-    # Every dtype the dtype table sets and every optimizer of the vocabulary has a
-    # row here: rulechecks.check_memory_coverage proves it when the tables load.
+    # Every dtype the dtype table sets has a row here (rulechecks.check_memory_coverage
+    # proves it when the tables load); every optimizer prices its state in optimizers.yaml.
     weight_bytes = float(table["weight_bytes"][facts["plan.torch_dtype"]])
     layers = int(shape["num_hidden_layers"])
     modules = module_shapes(shape)
@@ -174,7 +174,7 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
         )
     else:
         weights = params * weight_bytes
-    state_bytes = float(table["optimizer_state_bytes"][facts["training.optimizer"]])
+    state_bytes = float(facts["optimizer.state_bytes"])
     galore_rank = facts.get("plan.galore_rank")
     if facts.get("plan.peft", True):
         matrices = _adapter_matrices(facts, modules, layers)

@@ -51,5 +51,5 @@ def plan_document(
 ) -> PlannedDocument:
     """Read and validate `path` (or `data` named by it) and plan it for `target`."""
     rules = rules or load_rules()
-    document = load_document(path, data)
+    document = load_document(path, data, models=rules.models())
     return PlannedDocument(document, make_plans(document, rules, target, processes), rules)

@@ -104,6 +104,7 @@ def make_plans(
     plans = []
     for adapter in document.adapter_names:
         known = {**common, **facts.document_facts(document, adapter)}
+        known.update(rules.optimizer_facts(str(known["training.optimizer"])))
         outcome = engine.evaluate(rules, known)
         plans.append(
             Plan(

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlm_gen import __version__
-from dlm_gen.datatables import limits
 from dlm_gen.document import Document, InstructionRow, TextRow
 from dlm_gen.errors import DlmError
+from dlm_gen.limits import limits
 from dlm_gen.literals import (
     INDENT,
     LINE_LENGTH,

@@ -12,9 +12,9 @@ import difflib
 from pathlib import Path
 
 from dlm_gen import basemodels
-from dlm_gen.datatables import limits
 from dlm_gen.document import Document
 from dlm_gen.errors import DlmError
+from dlm_gen.limits import limits
 from dlm_gen.rules import RuleSet
 
 HOST_TARGET = "host"

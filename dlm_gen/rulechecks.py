@@ -91,10 +91,16 @@ def _rule_id_at(value: object, path: tuple) -> str | None:
 
 
 def check_ids(tables: list[Table]) -> list[str]:
+    """Ids are unique, and each starts with its table's `id_prefix` (one convention)."""
     seen: dict[str, str] = {}
     problems = []
     for table in tables:
         for rule in table.rules:
+            if not rule.id.startswith(f"{table.id_prefix}-"):
+                problems.append(
+                    f"{rule.source}: rule id '{rule.id}' does not start with "
+                    f"'{table.id_prefix}-', the id_prefix of {table.file}"
+                )
             if rule.id in seen:
                 problems.append(
                     f"{rule.source}: rule id '{rule.id}' is also used at {seen[rule.id]}"
@@ -289,15 +295,12 @@ def _setter_of(node, fact: str) -> str:
 
 
 def check_memory_coverage(memory: dict | None, domains: dict[str, Domain]) -> list[str]:
-    """memory.yaml prices every load dtype the tables set and every optimizer a document
-    may name: a missing one would be a silent guess in the estimate."""
+    """memory.yaml prices every load dtype the tables set: a missing one would be a
+    silent guess in the estimate. (optimizers.yaml prices each optimizer's state.)"""
     if memory is None:
         return []
     problems = []
-    for fact, column in (
-        ("plan.torch_dtype", "weight_bytes"),
-        ("training.optimizer", "optimizer_state_bytes"),
-    ):
+    for fact, column in (("plan.torch_dtype", "weight_bytes"),):
         missing = [v for v in domains.get(fact) or () if v is not None and v not in memory[column]]
         if missing:
             problems.append(

@@ -11,11 +11,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dlm_gen import conditions
+from dlm_gen.schema import FrontmatterModels, frontmatter_models
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+\.[a-z0-9_]+)(?:\|([a-z]+))?\}")
 
 
 FORMATTERS = ("size", "gb")
+
+# The columns of rules/optimizers.yaml that rules read as `optimizer.<column>` facts.
+OPTIMIZER_FACT_COLUMNS = (
+    "hf_name",
+    "family",
+    "layerwise",
+    "eight_bit",
+    "needs_cuda",
+    "state_bytes",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class Table:
     file: str
     hit_policy: str  # "collect": every matching row fires, setters exclusive; "first"
     rules: tuple[Rule, ...]
+    id_prefix: str = ""  # every rule id starts with `<id_prefix>-`: the id names its table
 
     @property
     def sets(self) -> set[str]:
@@ -112,6 +124,18 @@ class RuleSet:
     verdicts: tuple[dict, ...] = ()
     memory: dict | None = None  # coefficients of the memory estimate (rules/memory.yaml)
     order: tuple[str, ...] = ()  # tables and fact providers, in evaluation order
+    # The values each enumerated training field accepts (vocabulary.yaml, optimizers.yaml).
+    vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    optimizers: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    def models(self) -> FrontmatterModels:
+        """The frontmatter models that accept what this rule set's vocabulary names."""
+        return frontmatter_models(self.vocabulary)
+
+    def optimizer_facts(self, optimizer: str) -> dict[str, object]:
+        """The `optimizer.*` facts of one optimizer: its columns in optimizers.yaml."""
+        entry = self.optimizers[optimizer]
+        return {f"optimizer.{column}": entry[column] for column in OPTIMIZER_FACT_COLUMNS}
 
     def rule(self, rule_id: str) -> Rule:
         return next(r for t in self.tables for r in t.rules if r.id == rule_id)

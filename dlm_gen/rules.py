@@ -25,6 +25,7 @@ from dlm_gen.resources import data_dir
 # The model lives in rulemodel; importers of dlm_gen.rules keep finding it here.
 from dlm_gen.rulemodel import (  # noqa: F401
     FORMATTERS,
+    OPTIMIZER_FACT_COLUMNS,
     PLACEHOLDER,
     FactRef,
     Requirement,
@@ -32,6 +33,7 @@ from dlm_gen.rulemodel import (  # noqa: F401
     RuleSet,
     Table,
 )
+from dlm_gen.schema import frontmatter_models
 
 # Tables written before the rename keep loading: `unique` is what `collect` was called.
 HIT_POLICY_ALIASES = {"unique": "collect"}
@@ -106,6 +108,8 @@ def _build(
     verdicts: list[dict] = []
     memory_table: dict | None = None
     default_target: str | None = None
+    vocabulary: dict[str, tuple[str, ...]] = {}
+    optimizers: dict[str, dict] = {}
     problems: list[str] = []
     sets, set_problems = _named_sets(loaded)
     problems.extend(set_problems)
@@ -120,8 +124,13 @@ def _build(
                 model_lines[key] = f"{label}:{document.line_of(('models', key, 'model_type'))}"
         elif kind == "architectures":
             architectures.update(value["model_types"])
-        elif kind in ("vocabulary", "limits", "sets"):
-            continue  # read by dlm_gen.datatables, before the rule set
+        elif kind == "vocabulary":
+            vocabulary.update({k: tuple(v) for k, v in value["fields"].items()})
+        elif kind == "optimizers":
+            optimizers.update(value["optimizers"])
+            tables.append(_optimizer_table(label, document, checked))
+        elif kind in ("limits", "sets"):
+            continue  # limits: read by dlm_gen.limits; sets: resolved into the rows
         elif kind == "verdicts":
             verdicts.extend(value["verdicts"])
         elif kind == "memory":
@@ -141,10 +150,19 @@ def _build(
                 f"'{entry['model_type']}' is not a family of architectures.yaml and the model "
                 "lists no target_modules"
             )
+    if not vocabulary:
+        problems.append("rules/: no vocabulary table (kind: vocabulary)")
+    if not optimizers:
+        problems.append("rules/: no optimizers table (kind: optimizers)")
+    if problems:
+        raise RulesError(_report(problems))
+    vocabulary["optimizer"] = tuple(optimizers)
+    models = frontmatter_models(vocabulary)
     plan_domains = _plan_domains(tables)
     providers = [MEMORY_PROVIDER] if memory_table is not None else []
     domains = {
-        **input_fact_domains(),
+        **input_fact_domains(models.training),
+        **_optimizer_domains(optimizers),
         **{f"plan.{k}": v for k, v in plan_domains.items()},
         **{name: d for provider in providers for name, d in provider.provides.items()},
     }
@@ -172,6 +190,8 @@ def _build(
         verdicts=tuple(verdicts),
         memory=memory_table,
         order=tuple(step.name for step in order),
+        vocabulary=vocabulary,
+        optimizers=optimizers,
     )
 
 
@@ -200,6 +220,36 @@ def _named_sets(
                             f"(rules/sets.yaml declares: {', '.join(sorted(sets))}){hint}"
                         )
     return sets, problems
+
+
+def _optimizer_table(label: str, document: yamlsrc.SourcedYaml, checked: bool) -> Table:
+    """optimizers.yaml as the decision of `optim`: one row per entry, `optim-<name>`."""
+    rules = []
+    for name, entry in document.value["optimizers"].items():
+        rules.append(
+            Rule(
+                id="optim-" + name.replace("_", "-"),
+                table="optimizers",
+                source=f"{label}:{document.line_of(('optimizers', name))}",
+                condition=conditions.parse_condition({"training.optimizer": name}),
+                sets={"optim": entry["hf_name"]},
+                require=tuple(_requirement(t, checked) for t in entry["require"]),
+                why=entry["why"],
+                evidence=entry.get("evidence"),
+            )
+        )
+    return Table("optimizers", label, "collect", tuple(rules), id_prefix="optim")
+
+
+def _optimizer_domains(optimizers: Mapping[str, Mapping[str, object]]) -> dict[str, Domain]:
+    """The values each `optimizer.*` fact takes: the table's own, so overlap proofs stay exact."""
+    domains: dict[str, Domain] = {}
+    for column in OPTIMIZER_FACT_COLUMNS:
+        values: dict[object, object] = {}
+        for entry in optimizers.values():
+            values.setdefault(conditions.value_key(entry[column]), entry[column])
+        domains[f"optimizer.{column}"] = tuple(values.values())
+    return domains
 
 
 def _table(
@@ -236,7 +286,7 @@ def _table(
         )
     policy = document.value["hit_policy"]
     policy = HIT_POLICY_ALIASES.get(policy, policy)
-    return Table(name, label, policy, tuple(rules))
+    return Table(name, label, policy, tuple(rules), id_prefix=document.value["id_prefix"])
 
 
 # The plain form `name[extra,...]>=1.0,<2` without a marker or URL: read without

@@ -3,25 +3,26 @@
 Defaults and bounds are those of the upstream `.dlm` format. Unknown keys are
 errors (`extra="forbid"`), never dropped. The models say what a document may
 contain; what it *means* for training is decided by the rule tables.
-The JSON Schema in `schema/` is exported from these models (`dlm-gen schema`).
+
+The classes below hold the fields; the values an enumerated field accepts
+(adapter kinds, optimizers, ...) belong to the policy, so
+`frontmatter_models(vocabulary)` narrows them to a loaded rule set's
+vocabulary (`RuleSet.models()`), and a rules directory under DLM_GEN_RULES
+brings its own optimizers without a restart. The JSON Schema in `schema/` is
+exported from the shipped rule set's models (`dlm-gen schema`).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from dlm_gen.datatables import vocabulary
-
-# The enum values of the training fields come from rules/vocabulary.yaml (policy is data).
-_VOCABULARY = vocabulary()
-AdapterKind = Literal[tuple(_VOCABULARY["adapter"])]
-OptimizerName = Literal[tuple(_VOCABULARY["optimizer"])]
-SchedulerName = Literal[tuple(_VOCABULARY["lr_scheduler"])]
-Precision = Literal[tuple(_VOCABULARY["precision"])]
-Attention = Literal[tuple(_VOCABULARY["attention"])]
-GaloreProjection = Literal[tuple(_VOCABULARY["galore_proj_type"])]
 AdapterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ModuleName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
 TargetModules = Literal["auto"] | Annotated[list[ModuleName], Field(min_length=1)]
@@ -34,7 +35,7 @@ class _Strict(BaseModel):
 class AdapterSettings(_Strict):
     """The fields that may differ between named adapters of one document."""
 
-    adapter: AdapterKind = Field(
+    adapter: str = Field(
         "lora", description="lora, qlora (4-bit base), dora (LoRA + DoRA) or full (no adapter)."
     )
     use_dora: bool | None = Field(
@@ -64,13 +65,11 @@ class TrainingConfig(AdapterSettings):
         "auto", description="Gradient accumulation steps, or auto."
     )
     num_epochs: int = Field(3, ge=1, le=10000, description="Passes over the training rows.")
-    optimizer: OptimizerName = Field("adamw_torch", description="Optimizer.")
-    lr_scheduler: SchedulerName = Field("cosine", description="Learning-rate schedule.")
+    optimizer: str = Field("adamw_torch", description="Optimizer.")
+    lr_scheduler: str = Field("cosine", description="Learning-rate schedule.")
     warmup_ratio: float = Field(0.1, ge=0.0, le=0.5, description="Warm-up share of steps.")
-    precision: Precision | None = Field(None, description="null lets the plan pick.")
-    attention: Attention = Field(
-        "auto", description="Attention implementation; auto lets the plan pick."
-    )
+    precision: str | None = Field(None, description="null lets the plan pick.")
+    attention: str = Field("auto", description="Attention implementation; auto lets the plan pick.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for every RNG.")
     galore_rank: int | None = Field(
         None, ge=1, le=8192, description="GaLore projection rank (GaLore optimizers only)."
@@ -81,7 +80,7 @@ class TrainingConfig(AdapterSettings):
     galore_scale: float | None = Field(
         None, gt=0, le=100, description="Scale of GaLore's projected update."
     )
-    galore_proj_type: GaloreProjection | None = Field(
+    galore_proj_type: str | None = Field(
         None, description="Which side GaLore projects: std, reverse_std, right, left or full."
     )
     galore_target_modules: Annotated[list[ModuleName], Field(min_length=1)] | None = Field(
@@ -95,10 +94,9 @@ class TrainingConfig(AdapterSettings):
     def _flat_fields_stay_default_with_adapters(self) -> TrainingConfig:
         if self.adapters is None:
             return self
+        defaults = type(self).model_fields
         changed = [
-            name
-            for name in PER_ADAPTER_FIELDS
-            if getattr(self, name) != TrainingConfig.model_fields[name].default
+            name for name in PER_ADAPTER_FIELDS if getattr(self, name) != defaults[name].default
         ]
         if changed:
             raise ValueError(
@@ -142,8 +140,69 @@ class Frontmatter(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
-def frontmatter_json_schema() -> str:
-    """The JSON Schema of the frontmatter, as checked in at schema/ (for editors)."""
-    import json
+# The training fields whose values come from the vocabulary (rules/vocabulary.yaml,
+# the optimizer names from rules/optimizers.yaml).
+ENUMERATED_FIELDS = (
+    "adapter",
+    "optimizer",
+    "lr_scheduler",
+    "precision",
+    "attention",
+    "galore_proj_type",
+)
 
-    return json.dumps(Frontmatter.model_json_schema(), indent=2) + "\n"
+
+@dataclass(frozen=True)
+class FrontmatterModels:
+    """The frontmatter models of one vocabulary: what a document may say under those tables."""
+
+    frontmatter: type[Frontmatter]
+    training: type[TrainingConfig]
+    adapter: type[AdapterSettings]
+
+    def json_schema(self) -> str:
+        """The JSON Schema of the frontmatter, as checked in at schema/ (for editors)."""
+        import json
+
+        return json.dumps(self.frontmatter.model_json_schema(), indent=2) + "\n"
+
+
+def frontmatter_models(vocabulary: Mapping[str, tuple[str, ...]]) -> FrontmatterModels:
+    """The models whose enumerated fields accept exactly the vocabulary's values."""
+    return _models(tuple((name, tuple(vocabulary[name])) for name in ENUMERATED_FIELDS))
+
+
+@functools.lru_cache(maxsize=8)
+def _models(vocabulary: tuple[tuple[str, tuple[str, ...]], ...]) -> FrontmatterModels:
+    values = dict(vocabulary)
+
+    def narrowed(model: type[BaseModel], names) -> dict[str, tuple[object, object]]:
+        fields: dict[str, tuple[object, object]] = {}
+        for name in names:
+            info = model.model_fields[name]
+            accepted = Literal[values[name]]  # type: ignore[valid-type]
+            nullable = type(None) in typing.get_args(info.annotation)
+            fields[name] = (accepted | None if nullable else accepted, copy.copy(info))
+        return fields
+
+    adapter = create_model(
+        "AdapterSettings",
+        __base__=AdapterSettings,
+        __doc__=AdapterSettings.__doc__,
+        **narrowed(AdapterSettings, ["adapter"]),
+    )
+    adapters = copy.copy(TrainingConfig.model_fields["adapters"])
+    training = create_model(
+        "TrainingConfig",
+        __base__=TrainingConfig,
+        __doc__=TrainingConfig.__doc__,
+        **narrowed(TrainingConfig, ENUMERATED_FIELDS),
+        adapters=(dict[AdapterName, adapter] | None, adapters),
+    )
+    frontmatter = create_model(
+        "Frontmatter",
+        __base__=Frontmatter,
+        __doc__=Frontmatter.__doc__,
+        training=(training, Field(default_factory=training)),
+    )
+    return FrontmatterModels(frontmatter, training, adapter)

@@ -212,7 +212,7 @@ def test_refused_plan_exits_1_with_field_and_line(tmp_path, cli, flag):
         "--target",
         "cpu",
         flag,
-        expect=[f"{path}:4:", "training.optimizer", "galore-8bit-needs-cuda", "needs CUDA"],
+        expect=[f"{path}:4:", "training.optimizer", "optim-needs-cuda", "needs CUDA"],
     )
     assert err.count("\n") == 1  # one paragraph per problem
 

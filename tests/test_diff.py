@@ -33,8 +33,8 @@ def test_lora_vs_galore_scripts_name_the_optim_change_and_both_rules(tmp_path):
     assert done.returncode == 1, done.stderr
     assert 'optim: "adamw_torch" -> "galore_adamw"' in done.stdout
     assert (
-        "decided by optim-adamw-torch (rules/optimizer.yaml:" in done.stdout
-        and "-> optim-galore-adamw (rules/optimizer.yaml:" in done.stdout
+        "decided by optim-adamw-torch (rules/optimizers.yaml:" in done.stdout
+        and "-> optim-galore-adamw (rules/optimizers.yaml:" in done.stdout
     )
     assert "warning added: galore-small-base(135M<1B)" in done.stdout
     assert "requirement added: galore-torch" in done.stdout
@@ -62,7 +62,7 @@ def test_json_and_markdown(tmp_path):
     [plan] = data["adapters"]
     [optim] = [c for c in plan["fields"] if c["field"] == "optim"]
     assert optim["old"] == "adamw_torch" and optim["new"] == "galore_adamw"
-    assert optim["new_source"].startswith("rules/optimizer.yaml:")
+    assert optim["new_source"].startswith("rules/optimizers.yaml:")
     assert data["requirements_added"] == ["galore-torch"] and data["changed"] is True
     markdown = run_dlm_gen("diff", lora, galore, "--format", "md").stdout
     assert markdown.startswith("### dlm-gen diff")

@@ -58,7 +58,7 @@ def test_doctor_reports_unmet_requirements_and_exits_1(tmp_path, cli):
     )
     code, out, _ = cli("doctor", flash)
     assert code == 1  # refused on cpu and flash-attn is missing
-    assert "MISSING flash-attn>=2" in out and "refused: flash-attn-unsupported-target" in out
+    assert "MISSING flash-attn>=2" in out and "refused: attn-flash-unsupported-target" in out
 
 
 def test_matching_profiles():

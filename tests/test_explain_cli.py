@@ -32,7 +32,7 @@ def test_default_target_is_a100_80gb(cli):
 def test_verbose_shows_each_decision_with_rule_and_source(cli):
     code, out, _ = cli("explain", GALORE_EXAMPLE, "--target", "cpu", "--verbose")
     assert code == 0
-    assert "optim" in out and "<- optim-galore-adamw (rules/optimizer.yaml:" in out
+    assert "optim" in out and "<- optim-galore-adamw (rules/optimizers.yaml:" in out
     assert "<- precision-cpu-fp32 (rules/precision.yaml:" in out
     assert "when target.backend=cpu" in out
     assert "warning galore-small-base(135M<1B)" in out
@@ -53,7 +53,7 @@ def test_json_has_the_contract_keys(cli):
     assert "galore-torch" in data["requirements"]
     optim = next(d for d in data["decisions"] if d["field"] == "optim")
     assert optim["rule"] == "optim-galore-adamw"
-    assert optim["source"].startswith("rules/optimizer.yaml:")
+    assert optim["source"].startswith("rules/optimizers.yaml:")
     assert {d["field"] for d in data["decisions"]} == set(plan)
 
 

@@ -155,7 +155,7 @@ def edit(table, old: str, new: str) -> None:
     ("file", "old", "new", "expected"),
     [
         ("vocabulary.yaml", "fields:", "fields: [", "rules/vocabulary.yaml:"),
-        ("vocabulary.yaml", "adapter: [lora, qlora, dora, full]", "adapter: []", "fields.adapter"),
+        ("vocabulary.yaml", "adapter: [lora, qlora, dora, full]", "adapter: []", "fields/adapter"),
         (
             "lora.yaml",
             "set: {target_modules: all-linear}",

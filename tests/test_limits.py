@@ -33,7 +33,7 @@ def rows_body(count: int) -> str:
 
 
 def test_shipped_caps_are_documented_numbers():
-    from dlm_gen.datatables import limits
+    from dlm_gen.limits import limits
 
     caps = limits()
     assert caps["max_document_bytes"] == 16 * 2**20
@@ -78,14 +78,14 @@ def test_a_script_over_the_cap_is_not_written(tmp_path, cli, caps):
 
 @pytest.mark.parametrize("value", ["0", "-1", "true", "lots", "1.5"])
 def test_a_broken_limits_table_is_a_located_error(tmp_path, cli, caps, value):
-    from dlm_gen import datatables
+    from dlm_gen import limits as limits_table
 
-    datatables._limits.cache_clear()
+    limits_table._limits.cache_clear()
     caps("max_rows", value)
     path = tmp_path / "doc.dlm"
     path.write_text(dlm_text({"base_model": "smollm2-135m"}))
     code, _, err = cli("explain", path, "--target", "cpu")
-    datatables._limits.cache_clear()
+    limits_table._limits.cache_clear()
     assert code == 1
     assert "rules/limits.yaml:10: limits" in err and "max_rows" in err
     assert "Traceback" not in err
@@ -93,9 +93,9 @@ def test_a_broken_limits_table_is_a_located_error(tmp_path, cli, caps, value):
 
 def test_the_limits_reader_checks_the_table_itself(tmp_path, caps):
     """Documents are read before the rule set in some paths: the reader checks too."""
-    from dlm_gen import datatables
+    from dlm_gen import limits as limits_table
     from dlm_gen.errors import RulesError
 
     caps("max_rows", "lots")
     with pytest.raises(RulesError, match=r"limits\.max_rows: expected a positive integer"):
-        datatables.limits()
+        limits_table.limits()

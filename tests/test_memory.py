@@ -54,7 +54,7 @@ def test_checkpointing_turns_on_past_the_threshold(tmp_path):
     assert memory_of(tight)["status"] == "fits-checkpointed"
     assert tight.fields["gradient_checkpointing"] is True
     decision = next(d for d in tight.decisions if d.field == "gradient_checkpointing")
-    assert decision.rule == "checkpointing-on-auto"
+    assert decision.rule == "batch-checkpointing-on-auto"
 
 
 def test_auto_micro_batch_is_the_largest_that_fits_and_accumulation_fills_in(tmp_path):
@@ -81,7 +81,7 @@ def test_a_plan_that_fits_nowhere_is_refused_with_numbers(tmp_path, cli):
 
 def test_explicit_micro_batch_that_cannot_fit(tmp_path):
     plan = plan_of(tmp_path, {"micro_batch_size": 64}, base="llama-3.1-8b", target="l4")
-    assert [r.id for r in plan.refusals] == ["micro-batch-does-not-fit"]
+    assert [r.id for r in plan.refusals] == ["batch-micro-does-not-fit"]
     assert plan.refusals[0].field == "training.micro_batch_size"
 
 

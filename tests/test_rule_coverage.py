@@ -104,8 +104,8 @@ def test_a_row_that_cannot_fire_is_reported(tmp_path):
     shutil.copytree(data_dir("rules"), tables)
     with (tables / "distributed.yaml").open("a") as handle:
         handle.write(
-            "\n  - id: qlora-under-fsdp\n    why: x\n"
+            "\n  - id: dist-qlora-under-fsdp\n    why: x\n"
             "    when: {plan.strategy: fsdp, plan.qlora: true}\n"
             "    warn: {token: qlora-fsdp, message: never reached}\n"
         )
-    assert dead_rows(load_rules(tables), tmp_path) == {"qlora-under-fsdp"}
+    assert dead_rows(load_rules(tables), tmp_path) == {"dist-qlora-under-fsdp"}

@@ -66,7 +66,7 @@ def test_a_receipt_lets_the_second_load_skip_the_checks(setup, monkeypatch):
 def test_any_edit_checks_again(setup):
     tables, cache = setup
     fresh_load(tables)
-    table = tables / "optimizer.yaml"
+    table = tables / "galore.yaml"
     table.write_text(table.read_text().replace("{lt: 1000000000}", "{lt: 2000000000}"))
     rebuilt = fresh_load(tables)
     rule = rebuilt.rule("galore-small-base")
@@ -83,7 +83,9 @@ def test_cache_can_be_turned_off(setup, monkeypatch):
 
 def test_broken_tables_get_no_receipt(setup):
     tables, cache = setup
-    (tables / "corpus.yaml").write_text("kind: rules\nhit_policy: collect\nrules: []\n")
+    (tables / "corpus.yaml").write_text(
+        "kind: rules\nid_prefix: corpus\nhit_policy: collect\nrules: []\n"
+    )
     with pytest.raises(rules_module.RulesError):
         fresh_load(tables)
     assert not cache.exists() or not list(cache.iterdir())
@@ -93,7 +95,9 @@ def test_a_forged_receipt_cannot_let_broken_tables_pass_unnoticed_after_an_edit(
     """A receipt names exact bytes: it never vouches for tables edited afterwards."""
     tables, _ = setup
     fresh_load(tables)
-    (tables / "corpus.yaml").write_text("kind: rules\nhit_policy: collect\nrules: []\n")
+    (tables / "corpus.yaml").write_text(
+        "kind: rules\nid_prefix: corpus\nhit_policy: collect\nrules: []\n"
+    )
     with pytest.raises(rules_module.RulesError, match=r"corpus\.yaml"):
         fresh_load(tables)
 

@@ -45,12 +45,12 @@ def test_full_fine_tuning_shards_from_1b_up(tmp_path, base, strategy):
 
 def test_fsdp_needs_a_known_decoder_layer(tmp_path):
     plan = plan_for(tmp_path, {"adapter": "full"}, base="hf:someone/unknown", target="8xh100")
-    assert [r.id for r in plan.refusals] == ["fsdp-needs-decoder-layer"]
+    assert [r.id for r in plan.refusals] == ["dist-fsdp-needs-decoder-layer"]
 
 
 def test_layerwise_galore_refuses_several_processes(tmp_path):
     plan = plan_for(tmp_path, {"optimizer": "galore_adamw_layerwise"}, target="8xh100")
-    assert "galore-layerwise-single-process" in [r.id for r in plan.refusals]
+    assert "optim-layerwise-single-process" in [r.id for r in plan.refusals]
 
 
 def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
@@ -75,7 +75,7 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ADAPTERS"
     )
     plan = adapter["plan"]
-    assert plan["fsdp_options"] == "full_shard auto_wrap"  # torchrun-fsdp-full decides it
+    assert plan["fsdp_options"] == "full_shard auto_wrap"  # dist-fsdp-full decides it
     assert namespace["fsdp_arguments"](plan) == {
         "fsdp": "full_shard auto_wrap",
         "fsdp_config": {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]},

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from dlm_gen.document import load_document
+from dlm_gen.errors import DlmError
 from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
 from tests.conftest import write_dlm
@@ -24,7 +22,7 @@ def galore_plan(tmp_path, rules_dir, target="a100-80gb"):
 
 
 def test_editing_the_small_base_threshold(tmp_path, rules_copy):
-    table = rules_copy / "optimizer.yaml"
+    table = rules_copy / "galore.yaml"
     table.write_text(
         table.read_text().replace("base.params: {lt: 1000000000}", "base.params: {lt: 100000000}")
     )
@@ -33,25 +31,41 @@ def test_editing_the_small_base_threshold(tmp_path, rules_copy):
 
 
 def test_removing_a_warning_row(tmp_path, rules_copy):
-    table = rules_copy / "optimizer.yaml"
+    table = rules_copy / "galore.yaml"
     text = table.read_text()
-    start = text.index("  - id: galore-with-adapter")
-    end = text.index("  - id: galore-8bit-needs-cuda")
-    table.write_text(text[:start] + text[end:])
+    table.write_text(text[: text.index("  - id: galore-with-adapter")])
+    assert "galore-with-adapter" in galore_plan(tmp_path, None).reason()
     assert "galore-with-adapter" not in galore_plan(tmp_path, rules_copy).reason()
 
 
 def test_adding_a_refusal_row(tmp_path, rules_copy):
     with (rules_copy / "optimizer.yaml").open("a") as handle:
         handle.write(
-            "\n  - id: no-galore-on-small-bases\n    why: x\n"
+            "\n  - id: optim-no-galore-on-small-bases\n    why: x\n"
             "    when: {training.optimizer: galore_adamw, base.params: {lt: 1000000000}}\n"
             "    refuse: {message: 'team policy: no GaLore below 1B ({base.params|size})'}\n"
         )
     plan = galore_plan(tmp_path, rules_copy)
     assert [(r.id, r.message) for r in plan.refusals] == [
-        ("no-galore-on-small-bases", "team policy: no GaLore below 1B (135M)")
+        ("optim-no-galore-on-small-bases", "team policy: no GaLore below 1B (135M)")
     ]
+
+
+def test_a_rule_id_names_its_table(rules_copy):
+    """One id convention: every id starts with its table's id_prefix."""
+    from dlm_gen.rules import RulesError
+
+    with (rules_copy / "optimizer.yaml").open("a") as handle:
+        handle.write("\n  - id: no-galore\n    why: x\n    when: {training.lora_r: 3}\n")
+        handle.write("    refuse: {message: nope}\n")
+    with pytest.raises(
+        RulesError,
+        match=r"rules/optimizer\.yaml:\d+: rule id 'no-galore' does "
+        r"not start with 'optim-'",
+    ):
+        load_rules(rules_copy)
+    shipped = load_rules()
+    assert all(r.id.startswith(t.id_prefix + "-") for t in shipped.tables for r in t.rules)
 
 
 def test_changing_a_target_profile(tmp_path, rules_copy):
@@ -64,105 +78,89 @@ def test_changing_a_target_profile(tmp_path, rules_copy):
     assert galore_plan(tmp_path, rules_copy, "a100-80gb").fields["precision"] == "fp16"
 
 
-def price_optimizer(rules_copy, name: str, state_bytes: int) -> None:
-    memory = rules_copy / "memory.yaml"
-    text = memory.read_text()
-    memory.write_text(
-        text.replace(
-            "optimizer_state_bytes: {", f"optimizer_state_bytes: {{{name}: {state_bytes}, ", 1
-        )
-    )
+ADAFACTOR = """
+  adafactor:
+    hf_name: adafactor
+    family: adafactor
+    layerwise: false
+    eight_bit: false
+    needs_cuda: false
+    require: []
+    state_bytes: 4
+    why: factored second moments, no first moment
+"""
 
 
-def test_an_optimizer_the_memory_table_does_not_price_is_a_load_error(rules_copy):
-    from dlm_gen.rules import RulesError
-
-    vocabulary = rules_copy / "vocabulary.yaml"
-    vocabulary.write_text(
-        vocabulary.read_text().replace(
-            "    - galore_adamw_8bit_layerwise\n", "    - galore_adamw_8bit_layerwise\n    - lion\n"
-        )
-    )
-    env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
-    probe = "from dlm_gen.rules import load_rules; load_rules()"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
-    assert "optimizer_state_bytes has no entry for lion" in done.stderr
-    assert RulesError.__name__ in done.stderr
-
-
-def test_adding_an_optimizer_is_a_table_edit(tmp_path, rules_copy):
-    """The README's recipe: vocabulary + one optimizer row; no Python changes."""
-    vocabulary = rules_copy / "vocabulary.yaml"
-    vocabulary.write_text(
-        vocabulary.read_text().replace(
-            "    - galore_adamw_8bit_layerwise\n",
-            "    - galore_adamw_8bit_layerwise\n    - adafactor\n",
-        )
-    )
-    with (rules_copy / "optimizer.yaml").open("a") as handle:
-        handle.write(
-            "\n  - id: optim-adafactor\n    why: x\n"
-            "    when: {training.optimizer: adafactor}\n"
-            "    set: {optim: adafactor}\n"
-        )
-    price_optimizer(rules_copy, "adafactor", 4)  # its state bytes, for the memory estimate
+def test_adding_an_optimizer_is_one_table_entry(tmp_path, rules_copy):
+    """The README's recipe: one entry in optimizers.yaml; no Python, no other table."""
+    with (rules_copy / "optimizers.yaml").open("a") as handle:
+        handle.write(ADAFACTOR)
+    rules = load_rules(rules_copy)
     path = write_dlm(
         tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "adafactor"}}
     )
-    env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
-    explain = subprocess.run(
-        [sys.executable, "-m", "dlm_gen", "explain", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
+    [plan] = make_plans(load_document(path, models=rules.models()), rules, "h100")
+    assert plan.fields["optim"] == "adafactor" and not plan.refused
+    assert {d.field: d.rule for d in plan.decisions}["optim"] == "optim-adafactor"
+    assert plan.fields["galore"] is False  # not in the galore family: no GaLore knob
+    # The memory estimate prices its state from the entry: 4 bytes, half of AdamW's 8.
+    (tmp_path / "b").mkdir()
+    [adamw] = make_plans(
+        load_document(write_dlm(tmp_path / "b", {"base_model": "smollm2-135m"})), rules, "h100"
     )
-    assert explain.returncode == 0, explain.stderr
-    assert json.loads(explain.stdout)["plan"]["optim"] == "adafactor"
-    schema = subprocess.run(
-        [sys.executable, "-m", "dlm_gen", "schema"], capture_output=True, text=True, env=env
+    assert plan.memory["memory.optimizer_gb"] == pytest.approx(
+        adamw.memory["memory.optimizer_gb"] / 2, rel=0.02
     )
-    enum = json.loads(schema.stdout)["$defs"]["TrainingConfig"]["properties"]["optimizer"]["enum"]
-    assert "adafactor" in enum
+    enum = json.loads(rules.models().json_schema())["$defs"]["TrainingConfig"]["properties"]
+    assert "adafactor" in enum["optimizer"]["enum"]
     # With the shipped tables the same document is invalid: the name is not in the vocabulary.
-    shipped = subprocess.run(
-        [sys.executable, "-m", "dlm_gen", "explain", str(path)], capture_output=True, text=True
-    )
-    assert shipped.returncode == 1 and "training.optimizer" in shipped.stderr
+    with pytest.raises(DlmError, match="optimizer"):
+        load_document(path)
+
+
+@pytest.mark.parametrize("column", ["state_bytes", "hf_name", "needs_cuda", "why"])
+def test_an_optimizer_entry_without_a_column_is_a_located_error(rules_copy, column):
+    """An unpriced optimizer cannot load, so the memory estimate never guesses."""
+    from dlm_gen.rules import RulesError
+
+    entry = "\n".join(line for line in ADAFACTOR.splitlines() if f" {column}:" not in line)
+    with (rules_copy / "optimizers.yaml").open("a") as handle:
+        handle.write(entry + "\n")
+    with pytest.raises(RulesError, match=rf"rules/optimizers\.yaml:\d+: .*{column}"):
+        load_rules(rules_copy)
 
 
 def test_a_vocabulary_value_without_rows_is_caught_by_the_engine(tmp_path, rules_copy):
     vocabulary = rules_copy / "vocabulary.yaml"
     vocabulary.write_text(
         vocabulary.read_text().replace(
-            "    - galore_adamw_8bit_layerwise\n", "    - galore_adamw_8bit_layerwise\n    - lion\n"
+            "adapter: [lora, qlora, dora, full]", "adapter: [lora, qlora, dora, full, vera]"
         )
     )
-    price_optimizer(rules_copy, "lion", 8)
-    path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "lion"}})
-    env = {**os.environ, "DLM_GEN_RULES": str(rules_copy)}
-    result = subprocess.run(
-        [sys.executable, "-m", "dlm_gen", "explain", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert result.returncode == 1
-    assert "undecided-plan-field" in result.stderr and "plan.optim" in result.stderr
+    rules = load_rules(rules_copy)
+    path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {"adapter": "vera"}})
+    [plan] = make_plans(load_document(path, models=rules.models()), rules, "h100")
+    refused = {r.id: r.message for r in plan.refusals}
+    assert "undecided-plan-field" in refused, refused
+    assert "the rule tables have a gap" in refused["undecided-plan-field"]
 
 
-def test_a_new_galore_variant_is_one_set_entry_for_every_galore_row(tmp_path, rules_copy):
-    """Named sets: the rows that ask "is this GaLore?" follow rules/sets.yaml."""
-    sets = rules_copy / "sets.yaml"
-    sets.write_text(sets.read_text().replace("    - galore_adamw_8bit_layerwise\n", "", 1))
+def test_a_new_galore_variant_is_one_entry_for_every_galore_row(tmp_path, rules_copy):
+    """The rows that ask "is this GaLore?" read the family column of optimizers.yaml."""
+    with (rules_copy / "optimizers.yaml").open("a") as handle:
+        handle.write(
+            ADAFACTOR.replace("adafactor:", "galore_custom:").replace(
+                "family: adafactor", "family: galore"
+            )
+        )
+    rules = load_rules(rules_copy)
     path = write_dlm(
-        tmp_path,
-        {"base_model": "smollm2-135m", "training": {"optimizer": "galore_adamw_8bit_layerwise"}},
+        tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "galore_custom"}}
     )
-    [plan] = make_plans(load_document(path), load_rules(rules_copy), "h100")
-    assert plan.fields["galore"] is False and plan.fields["optim_target_modules"] is None
-    [shipped] = make_plans(load_document(path), load_rules(), "h100")
-    assert shipped.fields["galore"] is True
-    assert shipped.fields["optim_target_modules"] == [".*attn.*", ".*mlp.*"]  # the default
+    [plan] = make_plans(load_document(path, models=rules.models()), rules, "h100")
+    assert plan.fields["galore"] is True
+    assert plan.fields["optim_target_modules"] == [".*attn.*", ".*mlp.*"]  # the default
+    assert "warn=galore-small-base(135M<1B)" in plan.reason()
 
 
 def test_a_document_knob_wins_over_the_rows_default(tmp_path):
@@ -179,10 +177,33 @@ def test_a_document_knob_wins_over_the_rows_default(tmp_path):
     assert decided["galore_rank"] == decided["galore_scale"] == "galore-on"
 
 
+def test_a_named_set_is_declared_once_and_read_by_rows(tmp_path, rules_copy):
+    (rules_copy / "sets.yaml").write_text(
+        "kind: sets\nsets:\n  eight_bit: [adamw_bnb_8bit, paged_adamw_8bit]\n"
+    )
+    with (rules_copy / "optimizer.yaml").open("a") as handle:
+        handle.write(
+            "\n  - id: optim-no-8bit\n    why: x\n"
+            "    when: {training.optimizer: {in_set: eight_bit}}\n"
+            "    refuse: {message: 'team policy: no 8-bit optimizers'}\n"
+        )
+    rules = load_rules(rules_copy)
+    for optimizer, refused in [("paged_adamw_8bit", True), ("adamw_torch", False)]:
+        path = write_dlm(
+            tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": optimizer}}
+        )
+        [plan] = make_plans(load_document(path), rules, "h100")
+        assert ("optim-no-8bit" in {r.id for r in plan.refusals}) is refused
+
+
 def test_an_unknown_set_name_is_a_located_error(rules_copy):
     from dlm_gen.rules import RulesError
 
     table = rules_copy / "galore.yaml"
-    table.write_text(table.read_text().replace("{in_set: galore_optimizers}", "{in_set: galore}"))
+    table.write_text(
+        table.read_text().replace(
+            "when: {optimizer.family: galore}", "when: {training.optimizer: {in_set: galore}}", 1
+        )
+    )
     with pytest.raises(RulesError, match=r"rules/galore\.yaml:\d+: rule galore-on: unknown set"):
         load_rules(rules_copy)

@@ -7,6 +7,7 @@ import ast
 import pytest
 
 from dlm_gen.document import load_document
+from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
 from tests.conftest import plan_of, rendered_script, script_constant, write_dlm
 
@@ -56,26 +57,21 @@ def test_layerwise_auto_accumulation_is_one(tmp_path):
 
 def test_layerwise_refuses_gradient_accumulation(tmp_path):
     plan = plan_of(tmp_path, {"optimizer": "galore_adamw_layerwise", "grad_accum": 4})
-    assert [r.id for r in plan.refusals] == ["galore-layerwise-no-grad-accum"]
+    assert [r.id for r in plan.refusals] == ["optim-layerwise-no-grad-accum"]
     assert plan.refusals[0].field == "training.grad_accum"
 
 
 def test_layerwise_refuses_multi_process(tmp_path):
-    from dlm_gen import engine
-    from dlm_gen.facts import document_facts, target_facts
-
-    rules = load_rules()
     path = write_dlm(
         tmp_path,
         {"base_model": "smollm2-135m", "training": {"optimizer": "galore_adamw_layerwise"}},
     )
-    document = load_document(path)
-    profile = {**rules.targets["h100"], "gpu_count": 8}  # an 8xH100 profile
-    facts = {**target_facts("8xh100", profile), **document_facts(document, None)}
-    outcome = engine.evaluate(rules, facts)
-    assert "galore-layerwise-single-process" in [r.id for r in outcome.refusals]
+    [plan] = make_plans(load_document(path), load_rules(), "h100", processes=8)  # 8 ranks
+    assert "optim-layerwise-single-process" in [r.id for r in plan.refusals]
+    [single] = make_plans(load_document(path), load_rules(), "h100")
+    assert "optim-layerwise-single-process" not in [r.id for r in single.refusals]
 
 
 def test_8bit_layerwise_is_refused_on_cpu(tmp_path):
     plan = plan_of(tmp_path, {"optimizer": "galore_adamw_8bit_layerwise"}, target="cpu")
-    assert "galore-8bit-needs-cuda" in [r.id for r in plan.refusals]
+    assert "optim-needs-cuda" in [r.id for r in plan.refusals]

@@ -27,24 +27,24 @@ def test_shipped_tables_load():
 
 def test_overlapping_rules_setting_different_values_are_an_error(rules_copy):
     append(
-        rules_copy / "optimizer.yaml",
-        "\n  - id: optim-shadow\n    why: x\n"
-        "    when: {training.optimizer: {in: [adamw_torch, paged_adamw_8bit]}}\n"
-        "    set: {optim: adafactor}\n",
+        rules_copy / "galore.yaml",
+        "\n  - id: galore-shadow\n    why: x\n"
+        "    when: {optimizer.layerwise: true}\n"
+        "    set: {galore_rank: 4}\n",
     )
     message = load_error(rules_copy)
-    assert "optim-adamw-torch" in message and "optim-shadow" in message
-    assert "plan.optim" in message and '"adafactor"' in message
-    assert "rules/optimizer.yaml:" in message
+    assert "galore-on" in message and "galore-shadow" in message
+    assert "plan.galore_rank" in message and "4" in message
+    assert "rules/galore.yaml:" in message
 
 
 def test_exclusive_conditions_on_an_open_fact_are_not_an_overlap(rules_copy):
     append(
         rules_copy / "batching.yaml",
-        "\n  - id: accum-big-rank\n    why: x\n"
+        "\n  - id: batch-accum-big-rank\n    why: x\n"
         "    when: {training.lora_r: {gt: 64}}\n"
         "    set: {accum_hint: 1}\n"
-        "\n  - id: accum-small-rank\n    why: x\n"
+        "\n  - id: batch-accum-small-rank\n    why: x\n"
         "    when: {training.lora_r: {le: 64}}\n"
         "    set: {accum_hint: 2}\n",
     )
@@ -55,30 +55,30 @@ def test_exclusive_conditions_on_an_open_fact_are_not_an_overlap(rules_copy):
 def test_touching_intervals_are_an_overlap(rules_copy):
     append(
         rules_copy / "batching.yaml",
-        "\n  - id: accum-big-rank\n    why: x\n"
+        "\n  - id: batch-accum-big-rank\n    why: x\n"
         "    when: {training.lora_r: {ge: 64}}\n"
         "    set: {accum_hint: 1}\n"
-        "\n  - id: accum-small-rank\n    why: x\n"
+        "\n  - id: batch-accum-small-rank\n    why: x\n"
         "    when: {training.lora_r: {le: 64}}\n"
         "    set: {accum_hint: 2}\n",
     )
     message = load_error(rules_copy)
-    assert "accum-big-rank" in message and "accum-small-rank" in message
+    assert "batch-accum-big-rank" in message and "batch-accum-small-rank" in message
 
 
 def test_dependency_cycle_names_both_rules(rules_copy):
     (rules_copy / "zz_left.yaml").write_text(
-        "kind: rules\nhit_policy: collect\nrules:\n"
+        "kind: rules\nid_prefix: left\nhit_policy: collect\nrules:\n"
         "  - id: left-from-right\n    why: x\n    when: {plan.right: 1}\n    set: {left: 1}\n"
     )
     (rules_copy / "zz_right.yaml").write_text(
-        "kind: rules\nhit_policy: collect\nrules:\n"
+        "kind: rules\nid_prefix: right\nhit_policy: collect\nrules:\n"
         "  - id: right-from-left\n    why: x\n    when: {plan.left: 1}\n    set: {right: 1}\n"
     )
     message = load_error(rules_copy)
     assert "dependency cycle" in message
-    assert "left-from-right (rules/zz_left.yaml:4)" in message
-    assert "right-from-left (rules/zz_right.yaml:4)" in message
+    assert "left-from-right (rules/zz_left.yaml:5)" in message
+    assert "right-from-left (rules/zz_right.yaml:5)" in message
 
 
 def test_unknown_fact_gets_a_did_you_mean(rules_copy):
@@ -138,7 +138,7 @@ def test_one_table_owns_each_field(rules_copy):
     message = load_error(rules_copy)
     assert "plan.optim is set by more than one table" in message
     assert "'corpus' (rule corpus-sets-optim at rules/corpus.yaml:" in message
-    assert "'optimizer' (rule optim-adamw-torch at rules/optimizer.yaml:" in message
+    assert "'optimizers' (rule optim-adamw-torch at rules/optimizers.yaml:" in message
 
 
 def test_duplicate_yaml_key_in_a_table(rules_copy):

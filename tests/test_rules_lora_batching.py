@@ -46,5 +46,5 @@ def test_gradient_checkpointing_without_an_estimate(tmp_path):
 def test_preference_only_document_is_refused(tmp_path):
     body = "::preference::\n### Prompt\np\n### Chosen\nc\n### Rejected\nr\n"
     plan = plan_of(tmp_path, {}, body=body)
-    assert [r.id for r in plan.refusals] == ["no-sft-rows"]
+    assert [r.id for r in plan.refusals] == ["corpus-no-sft-rows"]
     assert "warn=preference-rows-not-trained(1)" in plan.reason()

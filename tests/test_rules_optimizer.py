@@ -1,4 +1,4 @@
-"""optimizer.yaml: the HF optim name, GaLore's needs, its warnings, the CPU refusal."""
+"""optimizers.yaml and optimizer.yaml: the HF optim name, GaLore's needs, the CPU refusal."""
 
 import pytest
 
@@ -56,7 +56,7 @@ def test_galore_with_adapter_warning(tmp_path):
 
 def test_galore_8bit_is_refused_on_cpu_only(tmp_path):
     refused = plan_of(tmp_path, {"optimizer": "galore_adamw_8bit"}, target="cpu")
-    assert [r.id for r in refused.refusals] == ["galore-8bit-needs-cuda"]
+    assert [r.id for r in refused.refusals] == ["optim-needs-cuda"]
     assert refused.refusals[0].field == "training.optimizer"
     assert not plan_of(tmp_path, {"optimizer": "galore_adamw_8bit"}, target="l4").refused
 

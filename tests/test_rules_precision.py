@@ -36,7 +36,7 @@ def test_document_precision_overrides_the_target(tmp_path):
 
 def test_bf16_is_refused_on_a_target_without_it(tmp_path):
     plan = plan_of(tmp_path, {"precision": "bf16"}, target="t4")
-    assert [r.id for r in plan.refusals] == ["bf16-unsupported-target"]
+    assert [r.id for r in plan.refusals] == ["dtype-bf16-unsupported-target"]
     assert "Tesla T4" in plan.refusals[0].message
 
 
@@ -59,9 +59,9 @@ def test_flash_attention_only_where_the_target_declares_it(tmp_path):
     assert ok.fields["attn"] == "flash_attention_2" and not ok.refused
     assert "flash-attn>=2" in ok.requirements
     refused = plan_of(tmp_path, {"attention": "flash_attention_2"}, target="t4")
-    assert "flash-attn-unsupported-target" in [r.id for r in refused.refusals]
+    assert "attn-flash-unsupported-target" in [r.id for r in refused.refusals]
 
 
 def test_flash_attention_refuses_fp32(tmp_path):
     plan = plan_of(tmp_path, {"attention": "flash_attention_2", "precision": "fp32"}, target="l4")
-    assert [r.id for r in plan.refusals] == ["flash-attn-needs-half-precision"]
+    assert [r.id for r in plan.refusals] == ["attn-flash-needs-half-precision"]

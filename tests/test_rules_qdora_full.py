@@ -76,7 +76,7 @@ def test_full_fine_tuning_has_no_peft_and_no_adapter_warning(tmp_path):
 
 def test_full_fine_tuning_with_dora_is_refused(tmp_path):
     plan = plan_of(tmp_path, {"adapter": "full", "use_dora": True})
-    assert [r.id for r in plan.refusals] == ["full-with-dora"]
+    assert [r.id for r in plan.refusals] == ["adapter-full-with-dora"]
 
 
 def test_full_fine_tuning_never_loads_the_base_in_4bit(tmp_path):

@@ -77,7 +77,7 @@ def test_lora_and_dora_twins_train_and_compare(tmp_path, tiny_model):
         assert figure in out
     assert out.splitlines()[2].split()[-3:-1] == ["lora", "dora"]
     verdict = next(line for line in out.splitlines() if line.startswith("verdict: "))
-    assert "keep-lora-unless-dora-wins" in verdict
+    assert "compare-keep-lora-unless-dora-wins" in verdict
     # Recompute the verdict from the two run.json files: the printed one must agree.
     a = json.loads((runs["lora"] / "run.json").read_text())["adapters"][0]
     b = json.loads((runs["dora"] / "run.json").read_text())["adapters"][0]

@@ -1,16 +1,15 @@
-"""The two data tables read before the rule set: the vocabulary and the limits.
+"""The caps of rules/limits.yaml, read before anything they bound.
 
-The frontmatter models take their enums from `rules/vocabulary.yaml`, and the
-document reader its caps from `rules/limits.yaml`, so both are read when a
-document is parsed, before the rule tables load. They are checked here, with
-the file and line of anything wrong, so that an edited table (for example under
-DLM_GEN_RULES) gives a RulesError, never a traceback at import.
+The document reader, the script writer, `compare` and `diff` take their size
+caps from `rules/limits.yaml` before they read a byte of what the caps guard,
+so this table is read on its own, not through the rule set. It is checked
+here, with the file and line of anything wrong, so that an edited table (for
+example under DLM_GEN_RULES) gives a RulesError, never a traceback.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 from dlm_gen import yamlsrc
@@ -18,14 +17,6 @@ from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.files import read_table
 from dlm_gen.resources import data_dir
 
-VOCABULARY_FIELDS = (
-    "adapter",
-    "optimizer",
-    "lr_scheduler",
-    "precision",
-    "attention",
-    "galore_proj_type",
-)
 LIMIT_FIELDS = (
     "max_document_bytes",
     "max_rows",
@@ -34,12 +25,6 @@ LIMIT_FIELDS = (
     "max_config_bytes",
     "max_run_json_bytes",
 )
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def vocabulary() -> dict[str, tuple[str, ...]]:
-    """The values each enumerated training field accepts (non-empty, unique names)."""
-    return _vocabulary(str(data_dir("rules")))
 
 
 def limits() -> dict[str, int]:
@@ -59,30 +44,6 @@ def _load(directory: str, name: str, kind: str) -> tuple[dict, yamlsrc.SourcedYa
     if not isinstance(value, dict) or value.get("kind") != kind:
         raise RulesError(f"{label}: expected a mapping with kind: {kind}")
     return value, document, label
-
-
-@functools.lru_cache(maxsize=4)
-def _vocabulary(directory: str) -> dict[str, tuple[str, ...]]:
-    value, document, label = _load(directory, "vocabulary.yaml", "vocabulary")
-    fields = value.get("fields")
-    if not isinstance(fields, dict):
-        raise RulesError(f"{label}:{document.line_of(('fields',))}: fields: expected a mapping")
-    result = {}
-    for name in VOCABULARY_FIELDS:
-        names = fields.get(name)
-        line = document.line_of(("fields", name))
-        if (
-            not isinstance(names, list)
-            or not names
-            or not all(isinstance(n, str) and _NAME.match(n) for n in names)
-            or len(set(names)) != len(names)
-        ):
-            raise RulesError(
-                f"{label}:{line}: fields.{name}: expected a non-empty list of distinct "
-                "lower-case names"
-            )
-        result[name] = tuple(names)
-    return result
 
 
 @functools.lru_cache(maxsize=4)
