@@ -37,6 +37,8 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
             if rule.why:
                 lines.append(f"  {'':<{width}}   why: {rule.why}")
     lines += memory_lines(plan)
+    if plan.rows is not None:
+        lines.append(f"rows: {plan.rows.describe()}")
     for warning in plan.warnings:
         lines.append(f"warning {warning.token} ({warning.source}): {warning.message.strip()}")
     for refusal in plan.refusals:

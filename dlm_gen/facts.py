@@ -45,6 +45,7 @@ CORPUS_FACTS: dict[str, Domain] = {
     "corpus.text_rows": None,
     "corpus.instruction_rows": None,
     "corpus.preference_rows": None,
+    "corpus.sft_rows": None,
     "adapter.name": None,
     "adapter.count": None,
 }
@@ -98,6 +99,7 @@ def document_facts(document: Document, adapter: str | None) -> dict[str, object]
             "corpus.text_rows": sum(isinstance(r, TextRow) for r in rows),
             "corpus.instruction_rows": sum(isinstance(r, InstructionRow) for r in rows),
             "corpus.preference_rows": sum(isinstance(r, PreferenceRow) for r in rows),
+            "corpus.sft_rows": sum(isinstance(r, (TextRow, InstructionRow)) for r in rows),
             "adapter.name": adapter,
             "adapter.count": len(document.training.adapters or {}) or 1,
         }

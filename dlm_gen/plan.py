@@ -17,6 +17,7 @@ from dlm_gen.document import Document
 from dlm_gen.errors import DlmError, Problem
 from dlm_gen.resolve import resolve_base, resolve_target
 from dlm_gen.rules import Requirement, RuleSet
+from dlm_gen.split import RowCounts, row_counts, script_rows
 
 # Keys explain --json always has in "plan"; a refused plan may leave them null.
 CONTRACT_PLAN_KEYS = ("adapter", "use_dora", "qlora", "precision", "attn", "optim")
@@ -40,6 +41,7 @@ class Plan:
     requirement_specs: tuple[Requirement, ...] = ()
     memory: dict[str, object] | None = None  # the memory.* facts of the estimate
     fired: tuple[str, ...] = ()  # every rule that fired, requirement-only rows included
+    rows: RowCounts | None = None  # the split the script will make (None: undecided plan)
 
     @property
     def refused(self) -> bool:
@@ -74,6 +76,7 @@ class Plan:
             "base_model": {k.removeprefix("base."): v for k, v in self.base.facts().items()},
             "target": self.target,
             "memory": {k.removeprefix("memory."): v for k, v in (self.memory or {}).items()},
+            "rows": self.rows.to_json() if self.rows else None,
         }
         if self.adapter_name is not None:
             data = {"name": self.adapter_name, **data}
@@ -101,6 +104,7 @@ def make_plans(
     target_name, profile = resolve_target(rules, target)
     base = resolve_base(document, rules)
     common = {**base.facts(), **facts.target_facts(target_name, profile, processes)}
+    rows = script_rows(document)
     plans = []
     for adapter in document.adapter_names:
         known = {**common, **facts.document_facts(document, adapter)}
@@ -122,6 +126,9 @@ def make_plans(
                 requirement_specs=tuple(req for req, _ in outcome.requirements),
                 memory=outcome.memory,
                 fired=outcome.fired,
+                rows=row_counts(
+                    rows, adapter, outcome.fields.get("seed"), outcome.fields.get("eval_fraction")
+                ),
             )
         )
     return plans

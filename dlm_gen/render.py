@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlm_gen import __version__
-from dlm_gen.document import Document, InstructionRow, TextRow
+from dlm_gen.document import Document
 from dlm_gen.errors import DlmError
 from dlm_gen.limits import limits
 from dlm_gen.literals import (
@@ -34,6 +34,7 @@ from dlm_gen.literals import (
 from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import RuleSet
+from dlm_gen.split import script_rows
 
 TEMPLATE = "train.py.j2"
 HASH_LENGTH = 12
@@ -84,28 +85,6 @@ def render_plans(
     return Rendered(name, script_hash, text)
 
 
-def script_rows(document: Document) -> list[dict[str, object]]:
-    """The rows as the script embeds them: prose and instruction pairs, with their lines
-    (preference triples are not SFT rows)."""
-    rows: list[dict[str, object]] = []
-    for row in document.rows:
-        if isinstance(row, TextRow):
-            rows.append(
-                {"kind": "text", "adapter": row.adapter, "line": row.line, "text": row.text}
-            )
-        elif isinstance(row, InstructionRow):
-            rows.append(
-                {
-                    "kind": "instruction",
-                    "adapter": row.adapter,
-                    "line": row.line,
-                    "question": row.question,
-                    "answer": row.answer,
-                }
-            )
-    return rows
-
-
 def relative_to(path: Path, start: Path) -> str:
     """`path` relative to the directory `start`, with '/' separators."""
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
@@ -125,6 +104,13 @@ def _context(
         {
             "label": f"Reason [{p.adapter_name}]" if p.adapter_name else "Reason",
             "reason": p.reason(),
+        }
+        for p in plans
+    ]
+    row_counts = [
+        {
+            "label": f"Rows [{p.adapter_name}]" if p.adapter_name else "Rows",
+            "text": p.rows.describe() if p.rows else "undecided",
         }
         for p in plans
     ]
@@ -153,9 +139,10 @@ def _context(
         "requirements": list(requirements_of(plans)),
         "warnings": warnings,
         "plans": reasons,
+        "row_counts": row_counts,
         "base_description": _base_description(base),
         "launch_flags": LAUNCH_FLAGS,
-        "header_width": header_width([*reasons, *warnings]),
+        "header_width": header_width([*reasons, *warnings, *row_counts]),
         "adapters": [
             {
                 "name": plan.adapter_name,
@@ -171,7 +158,10 @@ def _context(
 
 
 # Every flag the script takes, for the header's launch line.
-LAUNCH_FLAGS = "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--base-dir DIR]"
+LAUNCH_FLAGS = (
+    "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--base-path DIR] "
+    "[--base-dir DIR]"
+)
 HEADER_LABEL_WIDTH = 16  # "# Warning:      ": the values of the header start in one column
 
 

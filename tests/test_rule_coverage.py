@@ -19,17 +19,10 @@ from dlm_gen.rules import load_rules
 
 PAIRS = "::instruction::\n### Q\nq\n### A\na\n"
 PREFERENCE = "::preference::\n### Prompt\np\n### Chosen\nc\n### Rejected\nr\n"
-BODIES = (PAIRS, PREFERENCE, "Prose only.\n" + PREFERENCE)
+MANY_PAIRS = "::instruction::\n" + "".join(f"### Q\nq{i}\n### A\na{i}\n\n" for i in range(20))
+BODIES = (PAIRS, PREFERENCE, "Prose only.\n" + PREFERENCE, MANY_PAIRS)
 ADAPTERS = ("lora", "dora", "qlora", "full")
-OPTIMIZERS = (
-    "adamw_torch",
-    "adamw_bnb_8bit",
-    "paged_adamw_8bit",
-    "galore_adamw",
-    "galore_adamw_8bit",
-    "galore_adamw_layerwise",
-    "galore_adamw_8bit_layerwise",
-)
+OPTIMIZERS = tuple(load_rules().optimizers)  # every entry of rules/optimizers.yaml
 # Settings that reach the remaining rows: contradictions, explicit choices, knobs.
 SPECIAL = (
     {"use_dora": True},
@@ -47,6 +40,7 @@ SPECIAL = (
     {"target_modules": ["q_proj"]},
     {"optimizer": "galore_adamw_layerwise", "grad_accum": 2},
     {"sequence_len": 32768},
+    {"eval_fraction": 0.2},
     *(
         {knob: value}
         for knob, value in (

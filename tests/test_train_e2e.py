@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dlm_gen.document import load_document
+from dlm_gen.pipeline import plan_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans, write_atomically
 from dlm_gen.rules import load_rules
@@ -82,7 +83,8 @@ def adapter_tensors(adapter_dir: Path) -> dict:
 
 
 def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
-    manifest, _ = train(tmp_path, tiny_model, {"adapter": "lora"}, steps=12)
+    training = {"adapter": "lora", "eval_fraction": 0.25}
+    manifest, _ = train(tmp_path, tiny_model, training, steps=12)
     [run_] = manifest["adapters"]
     assert {"hash", "adapters", "versions", "base_model", "target"} <= set(manifest)
     assert run_["steps"] == 12
@@ -90,7 +92,17 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
         assert math.isfinite(run_[key]) and run_[key] > 0, key
     assert run_["peak_memory_bytes"] > 0
     assert run_["final_train_loss"] < run_["first_loss"]
-    assert run_["rows"] == {"train": 3, "eval": 1}
+    # The script splits exactly as the plan said (explain, the header).
+    [plan] = plan_document(tmp_path / "doc.dlm", "cpu").plans
+    assert (
+        run_["rows"]
+        == plan.rows.to_json()
+        == {
+            "train": 3,
+            "held_out": 1,
+            "eval_on": "held-out rows",
+        }
+    )
     args = run_["trainer_args"]
     assert args["optim"] == "adamw_torch" and args["learning_rate"] == 5e-3
     assert run_["optimizer"]["class"] == "torch.optim.adamw.AdamW"
@@ -179,8 +191,9 @@ def test_multi_adapter_trains_each_on_its_rows(tmp_path, tiny_model):
     manifest, output_dir = train(tmp_path, tiny_model, training, steps=4, body=body)
     by_name = {run_["name"]: run_ for run_ in manifest["adapters"]}
     assert set(by_name) == {"facts", "tone"}
-    assert sum(by_name["facts"]["rows"].values()) == 3  # prose + its two pairs
-    assert sum(by_name["tone"]["rows"].values()) == 2  # prose + its one pair
+    # Small documents train every row and evaluate on them (runtime-eval-on-training-rows).
+    assert by_name["facts"]["rows"] == {"train": 3, "held_out": 0, "eval_on": "training rows"}
+    assert by_name["tone"]["rows"] == {"train": 2, "held_out": 0, "eval_on": "training rows"}
     assert by_name["tone"]["trainer_args"]["learning_rate"] == 1e-3
     assert (output_dir / "facts" / "adapter" / "adapter_model.safetensors").is_file()
     assert (output_dir / "tone" / "adapter" / "adapter_model.safetensors").is_file()

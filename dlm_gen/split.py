@@ -1,0 +1,93 @@
+"""The rows a script trains on and the rows it holds out, known before it runs.
+
+The script embeds its rows (`script_rows`) and splits them by a hash of the
+seed and each row's own text, so adding a section never reshuffles the
+others. The same split is computed here, so that `explain`, the script's
+header and `run.json` show the same counts: a reader sees, before training,
+that a 3-row document evaluates on its training rows, or which share of a
+corpus is held out. The template's `row_key` and `split_rows` are the same
+functions (tests/test_split.py runs both on the same rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from dlm_gen.document import Document, InstructionRow, TextRow
+
+
+def script_rows(document: Document) -> list[dict[str, object]]:
+    """The rows as the script embeds them: prose and instruction pairs, with their lines
+    (preference triples are not SFT rows)."""
+    rows: list[dict[str, object]] = []
+    for row in document.rows:
+        if isinstance(row, TextRow):
+            rows.append(
+                {"kind": "text", "adapter": row.adapter, "line": row.line, "text": row.text}
+            )
+        elif isinstance(row, InstructionRow):
+            rows.append(
+                {
+                    "kind": "instruction",
+                    "adapter": row.adapter,
+                    "line": row.line,
+                    "question": row.question,
+                    "answer": row.answer,
+                }
+            )
+    return rows
+
+
+def row_key(row: dict, seed: int) -> float:
+    """A number in [0, 1) from the seed and the row's own text only."""
+    content = json.dumps(
+        [seed, row["kind"], row.get("text"), row.get("question"), row.get("answer")]
+    )
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+    return int(digest[:15], 16) / 16**15
+
+
+def split_rows(rows: list[dict], seed: int, eval_fraction: float) -> tuple[list, list]:
+    """(training rows, held-out rows): a fraction of 0 holds none out; a positive
+    fraction too small for the rows still holds out one (the lowest key) of two or more."""
+    if eval_fraction <= 0:
+        return list(rows), []
+    keyed = sorted(rows, key=lambda row: row_key(row, seed))
+    held_out = [row for row in keyed if row_key(row, seed) < eval_fraction]
+    if not held_out and len(rows) >= 2:
+        held_out = keyed[:1]
+    train = [row for row in rows if row not in held_out]
+    return train, held_out
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """What one adapter trains on and what its eval loss is measured on."""
+
+    train: int
+    held_out: int
+
+    @property
+    def eval_on(self) -> str:
+        return "held-out rows" if self.held_out else "training rows"
+
+    def describe(self) -> str:
+        if self.held_out:
+            return f"{self.train} train, {self.held_out} held out for the eval loss"
+        return f"{self.train} train, none held out: the eval loss is measured on training rows"
+
+    def to_json(self) -> dict[str, object]:
+        return {"train": self.train, "held_out": self.held_out, "eval_on": self.eval_on}
+
+
+def row_counts(
+    rows: list[dict], adapter: str | None, seed: object, eval_fraction: object
+) -> RowCounts | None:
+    """The split of one adapter's rows under its plan (None while the plan is undecided)."""
+    if not isinstance(seed, int) or not isinstance(eval_fraction, (int, float)):
+        return None
+    own = [row for row in rows if row["adapter"] in (None, adapter)]
+    train, held_out = split_rows(own, seed, float(eval_fraction))
+    return RowCounts(len(train), len(held_out))

