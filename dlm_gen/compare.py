@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +27,38 @@ FIGURES = (
     ("steps", lambda r: r["steps"], ""),
     ("final train loss", lambda r: r["final_train_loss"], ""),
     ("eval loss", lambda r: r["eval_loss"], ""),
+    ("eval rows", lambda r: eval_rows(r)[0], ""),
+    ("eval on", lambda r: eval_rows(r)[1], ""),
     ("delta_kl (vs base, held-out)", lambda r: r.get("delta_kl"), ""),
     ("delta_js (vs base, held-out)", lambda r: r.get("delta_js"), ""),
+    ("median step time", lambda r: median_step_seconds(r), "s"),
     ("mean step time", lambda r: r.get("mean_step_seconds"), "s"),
     ("peak memory", lambda r: r["peak_memory_bytes"] / 2**20, "MiB"),
     ("wall time", lambda r: r["wall_seconds"], "s"),
 )
+
+
+def eval_rows(record: dict) -> tuple[int | None, str | None]:
+    """How many rows the eval loss was measured on, and which (held-out or training rows).
+
+    Runs written before the planned split record `{"train", "eval"}` (held-out rows)."""
+    rows = record.get("rows")
+    if not isinstance(rows, dict):
+        return None, None
+    if "eval_on" in rows:
+        held_out = rows.get("held_out") or 0
+        return (held_out or rows.get("train")), rows["eval_on"]
+    return rows.get("eval"), "held-out rows"
+
+
+def median_step_seconds(record: dict) -> float | None:
+    """The median step time: one contended step skews a mean (22.7 s mean vs ~1.5 s median)."""
+    if record.get("median_step_seconds") is not None:
+        return record["median_step_seconds"]
+    seconds = record.get("step_seconds")
+    if isinstance(seconds, list) and seconds and all(_finite(s) for s in seconds):
+        return statistics.median(seconds)
+    return None
 
 
 def _rank(record: dict) -> object:
@@ -65,6 +92,7 @@ RECORD_NUMBERS: dict[str, tuple[float, float]] = {
     "delta_kl": (0, 1e6),
     "delta_js": (0, 1.0),
     "mean_step_seconds": (0, 1e9),
+    "median_step_seconds": (0, 1e9),
     "peak_memory_bytes": (0, 1e18),
     "wall_seconds": (0, 1e9),
 }
@@ -146,6 +174,26 @@ def _check_record(file: str, where: str, entry: object) -> None:
         and all(_finite(x) and 0 <= x <= 1e6 for x in losses)
     ):
         raise fail("losses", "a list of losses from 0 to 1e6", losses)
+    step_seconds = entry.get("step_seconds")
+    if step_seconds is not None and not (
+        isinstance(step_seconds, list)
+        and len(step_seconds) <= MAX_LOSSES
+        and all(_finite(x) and 0 <= x <= 1e9 for x in step_seconds)
+    ):
+        raise fail("step_seconds", "a list of step times in seconds", step_seconds)
+    rows = entry.get("rows")
+    if rows is not None and not (
+        isinstance(rows, dict)
+        and all(
+            isinstance(rows.get(key), int)
+            and not isinstance(rows.get(key), bool)
+            and 0 <= rows[key] <= 1e9
+            for key in ("train", "held_out", "eval")
+            if key in rows
+        )
+        and rows.get("eval_on") in (None, "held-out rows", "training rows")
+    ):
+        raise fail("rows", "row counts (train, held_out, eval_on)", rows)
     digest = entry.get("rows_sha256")
     if digest is not None and not (isinstance(digest, str) and len(digest) <= 128):
         raise fail("rows_sha256", "a hex digest", digest)
@@ -195,8 +243,32 @@ def verdict(a: Run, b: Run, verdicts: tuple[dict, ...], threshold: float | None)
     }
 
 
+def _too_little_evidence(row: dict, runs: tuple[Run, Run]) -> str | None:
+    """Why the runs cannot carry a verdict under this row's minimums, or None."""
+    for run in runs:
+        kind = run.record["plan"]["adapter"]
+        count, evaluated_on = eval_rows(run.record)
+        if row.get("held_out_only") and evaluated_on != "held-out rows":
+            return f"{kind}'s eval loss is measured on its training rows, not held-out ones"
+        min_rows, min_steps = row.get("min_eval_rows", 0), row.get("min_steps", 0)
+        if min_rows and (count is None or count < min_rows):
+            return f"{kind} was evaluated on {count or 0} rows (the row needs {min_rows})"
+        steps = run.record.get("steps")
+        if min_steps and (not isinstance(steps, int) or steps < min_steps):
+            return f"{kind} trained {steps} steps (the row needs {min_steps})"
+    return None
+
+
 def _decide(row: dict, baseline: Run, challenger: Run, threshold: float | None) -> dict:
     limit = row["threshold"] if threshold is None else threshold
+    short = _too_little_evidence(row, (baseline, challenger))
+    if short is not None:
+        return {
+            "rule": row["id"],
+            "keep": None,
+            "inconclusive": True,
+            "text": f"inconclusive: {short} ({row['id']}); train longer or on more rows",
+        }
     label = METRICS[row["metric"]]
     base_value = figures(baseline)[label]
     challenger_value = figures(challenger)[label]

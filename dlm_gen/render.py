@@ -159,8 +159,8 @@ def _context(
 
 # Every flag the script takes, for the header's launch line.
 LAUNCH_FLAGS = (
-    "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--base-path DIR] "
-    "[--base-dir DIR]"
+    "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--keep-checkpoints] "
+    "[--base-path DIR] [--base-dir DIR] [--prompt TEXT]"
 )
 HEADER_LABEL_WIDTH = 16  # "# Warning:      ": the values of the header start in one column
 

@@ -11,23 +11,25 @@ import pytest
 from dlm_gen.resources import data_dir
 
 
-def run_record(kind: str, eval_loss: float, rows="abc", name=None, **extra) -> dict:
+def run_record(kind: str, eval_loss: float, digest="abc", name=None, **extra) -> dict:
     record = {
         "name": name,
         "plan": {"adapter": kind, "peft": kind != "full"},
         "settings": {"lora_r": 8},
         "trainable_parameters": 17408 if "dora" in kind else 16384,
-        "steps": 4,
+        "steps": 40,
+        "rows": {"train": 30, "held_out": 10, "eval_on": "held-out rows"},
         "first_loss": 6.0,
         "final_train_loss": eval_loss - 0.1,
         "eval_loss": eval_loss,
         "delta_kl": 0.01,
         "delta_js": 0.002,
         "mean_step_seconds": 0.02 if "dora" in kind else 0.015,
+        "step_seconds": [0.02, 0.02, 0.9] if "dora" in kind else [0.015, 0.015, 0.8],
         "peak_memory_bytes": 500 * 2**20,
         "wall_seconds": 1.0,
         "losses": [6.0, 5.8, 5.6, 5.5],
-        "rows_sha256": rows,
+        "rows_sha256": digest,
     }
     record.update(extra)
     return record
@@ -85,8 +87,8 @@ def test_json_output(tmp_path, cli):
 
 
 def test_different_rows_are_refused_unless_forced(tmp_path, cli):
-    a = write_run(tmp_path / "lora", run_record("lora", 5.0, rows="one"))
-    b = write_run(tmp_path / "dora", run_record("dora", 4.0, rows="two"))
+    a = write_run(tmp_path / "lora", run_record("lora", 5.0, digest="one"))
+    b = write_run(tmp_path / "dora", run_record("dora", 4.0, digest="two"))
     code, _, err = cli("compare", a, b)
     assert code == 1 and "different rows" in err and "--force" in err
     code, out, err = cli("compare", a, b, "--force")
@@ -143,3 +145,46 @@ def test_a_run_json_without_plans_is_a_clear_error(tmp_path, cli):
     code, _, err = cli("compare", tmp_path, tmp_path)
     assert code == 1 and "Traceback" not in err
     assert "adapters[0].plan.adapter: expected an adapter kind" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"steps": 2}, "dora trained 2 steps (the row needs 10)"),
+        (
+            {"rows": {"train": 30, "held_out": 1, "eval_on": "held-out rows"}},
+            "dora was evaluated on 1 rows (the row needs 5)",
+        ),
+        (
+            {"rows": {"train": 30, "held_out": 0, "eval_on": "training rows"}},
+            "dora's eval loss is measured on its training rows",
+        ),
+    ],
+)
+def test_too_little_evidence_is_inconclusive(tmp_path, cli, change, reason):
+    """A 2-step run scored on one held-out row must not read "keep dora: +6.2% gain"."""
+    a = write_run(tmp_path / "lora", run_record("lora", 5.0))
+    b = write_run(tmp_path / "dora", run_record("dora", 4.0, **change))
+    code, out, _ = cli("compare", a, b)
+    assert code == 0
+    verdict = out.split("verdict: ", 1)[1]
+    assert verdict.startswith("inconclusive: ") and reason in verdict
+    assert "compare-keep-lora-unless-dora-wins" in verdict
+    data = json.loads(cli("compare", a, b, "--json")[1])
+    assert data["verdict"]["keep"] is None and data["verdict"]["inconclusive"] is True
+
+
+def test_the_table_shows_eval_rows_and_the_median_step(tmp_path, cli):
+    a = write_run(tmp_path / "lora", run_record("lora", 5.0))
+    b = write_run(tmp_path / "dora", run_record("dora", 4.0))
+    out = cli("compare", a, b)[1]
+    assert "eval rows" in out and "held-out rows" in out
+    median = next(line for line in out.splitlines() if line.startswith("median step time"))
+    assert "0.015 s" in median and "0.02 s" in median  # one slow step does not move it
+
+
+def test_runs_written_before_the_planned_split_still_compare(tmp_path, cli):
+    old = {"rows": {"train": 30, "eval": 10}}
+    a = write_run(tmp_path / "lora", run_record("lora", 5.0, **old))
+    b = write_run(tmp_path / "dora", run_record("dora", 4.0, **old))
+    assert "verdict: keep dora:" in cli("compare", a, b)[1]

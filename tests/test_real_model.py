@@ -124,3 +124,90 @@ def rendered_rows(script):
     from tests.conftest import script_constant
 
     return script_constant(script.read_text(encoding="utf-8"), "ROWS")
+
+
+def test_the_effective_system_prompt_is_recorded(tmp_path, real_model):
+    """SmolLM2's template injects its own system prompt when a document has none."""
+    bare = script_module(tmp_path, real_model, system_prompt=None)
+    tokenizer, _ = bare.load_tokenizer(str(real_model))
+    assert bare.effective_system_prompt(tokenizer) == {
+        "text": "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+        "source": "chat template default",
+    }
+    (tmp_path / "own").mkdir()
+    own = script_module(tmp_path / "own", real_model)
+    assert own.effective_system_prompt(tokenizer) == {"text": SYSTEM, "source": "document"}
+
+
+def test_lora_and_dora_twins_on_the_real_model_compare(tmp_path, real_model):
+    """The seed's deferred fixture on SmolLM2-135M: twins of one document, then compare."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import EXAMPLES, run_dlm_gen
+
+    text = (EXAMPLES / "house-style.dlm").read_text(encoding="utf-8")
+    runs = {}
+    for kind in ("lora", "dora"):
+        twin = tmp_path / kind
+        twin.mkdir()
+        document = twin / "house-style.dlm"
+        document.write_text(text.replace("adapter: lora", f"adapter: {kind}"), encoding="utf-8")
+        script = run_dlm_gen("render", document, "--target", "cpu", "--out", twin).stdout.strip()
+        runs[kind] = twin / "run"
+        done = subprocess.run(
+            [sys.executable, script, "--output-dir", runs[kind], "--base-path", real_model],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    compared = run_dlm_gen("compare", runs["lora"], runs["dora"], "--json")
+    assert compared.returncode == 0, compared.stderr
+    data = json.loads(compared.stdout)
+    figures = {row["figure"]: row for row in data["figures"]}
+    assert figures["adapter kind"]["a"] == "lora" and figures["adapter kind"]["b"] == "dora"
+    assert figures["eval rows"]["a"] == figures["eval rows"]["b"] == 6
+    assert figures["trainable parameters"]["b"] > figures["trainable parameters"]["a"]
+    verdict = data["verdict"]
+    assert verdict["rule"] == "compare-keep-lora-unless-dora-wins"
+    assert verdict["keep"] in ("lora", "dora") and not verdict.get("inconclusive")
+    print(run_dlm_gen("compare", runs["lora"], runs["dora"]).stdout)  # for the record (-s)
+
+
+def test_qdora_on_cpu_scores_like_qlora(tmp_path, real_model):
+    """quant-cpu-dora-unpacked: a fresh QDoRA model (B = 0) is the base, so its loss must be
+    QLoRA's, before and after bitsandbytes would repack the 4-bit weights for eval."""
+    import torch
+    from peft import get_peft_model
+
+    losses = {}
+    for kind, training in (("qlora", {}), ("qdora", {"use_dora": True})):
+        (tmp_path / kind).mkdir()
+        front = {"base_model": str(real_model), "training": {"adapter": "qlora", **training}}
+        path = write_dlm(
+            tmp_path / kind, front, f"::instruction::\n### Q\n{QUESTION}\n### A\n{ANSWER}\n"
+        )
+        rendered = plan_document(path, "cpu").render(tmp_path / kind)
+        script = tmp_path / kind / rendered.name
+        script.write_text(rendered.text, encoding="utf-8")
+        module = import_script(script)
+        [entry] = module.ADAPTERS
+        plan = entry["plan"]
+        assert plan["cpu_4bit_packing"] is (kind == "qlora")
+        tokenizer, added_pad = module.load_tokenizer(str(real_model))
+        model = get_peft_model(
+            module.load_model(plan, tokenizer, added_pad, str(real_model)), module.lora_config(plan)
+        )
+        ids = tokenizer(ANSWER, return_tensors="pt")
+        model.eval()
+        with torch.no_grad():
+            evaluated = [model(**ids, labels=ids["input_ids"]).loss.item() for _ in range(2)]
+        model.train()
+        losses[kind] = (*evaluated, model(**ids, labels=ids["input_ids"]).loss.item())
+    qlora, qdora = losses["qlora"], losses["qdora"]
+    for value in qdora:
+        assert abs(value - qlora[2]) / qlora[2] < 0.02, losses

@@ -87,8 +87,17 @@ def test_precision_flags_reach_sft_config_explicitly(tmp_path):
     # SFTConfig defaults to bf16=True and gradient checkpointing on: the plan must set both.
     tree = script_for(tmp_path, {}, "t4")
     sft = call_keywords(tree, "SFTConfig")
-    for field in ("bf16", "fp16", "gradient_checkpointing", "max_length", "seed"):
+    for field in ("bf16", "fp16", "max_length", "seed"):
         assert field in sft
+    # Under the installed transformers' name for it (activation_checkpointing from 5.x).
+    unpacked = [
+        ast.unparse(kw.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SFTConfig"
+        for kw in node.keywords
+        if kw.arg is None
+    ]
+    assert "{checkpointing_keyword(): plan['gradient_checkpointing']}" in unpacked
     [adapter] = constant(tree, "ADAPTERS")
     assert (adapter["plan"]["bf16"], adapter["plan"]["fp16"]) == (False, True)
     assert "max_seq_length" not in sft  # renamed to max_length in trl

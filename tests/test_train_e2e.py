@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -204,15 +205,52 @@ def test_multi_adapter_trains_each_on_its_rows(tmp_path, tiny_model):
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model):
     script = render(tmp_path, tiny_model, {})
     output_dir = tmp_path / "run"
-    first = run(script, output_dir, "--max-steps", "4", "--save-steps", "2")
+    first = run(script, output_dir, "--max-steps", "4", "--save-steps", "2", "--keep-checkpoints")
     assert first.returncode == 0, first.stderr[-2000:]
     assert (output_dir / "checkpoint-4").is_dir()
     second = run(script, output_dir, "--max-steps", "6", "--save-steps", "2", "--resume")
     assert second.returncode == 0, second.stderr[-2000:]
     [run_] = json.loads((output_dir / "run.json").read_text())["adapters"]
     assert run_["steps"] == 6 and len(run_["losses"]) == 6  # the history carries over
-    logged = (second.stdout + second.stderr).count("{'loss'")
-    assert logged == 2  # but only steps 5 and 6 ran again
+    logged = re.findall(r"^step (\d+)/6  loss", second.stdout, flags=re.MULTILINE)
+    assert logged == ["5", "6"]  # but only steps 5 and 6 ran again
+
+
+def test_a_finished_run_keeps_the_result_a_run_card_and_no_checkpoint(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {"warmup_ratio": 0.5})
+    output_dir = tmp_path / "run"
+    done = run(script, output_dir, "--max-steps", "4", "--save-steps", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(output_dir.glob("checkpoint-*"))  # runtime-defaults: keep_checkpoints false
+    assert (output_dir / "adapter" / "adapter_model.safetensors").is_file()
+    card = (output_dir / "README.md").read_text()
+    assert "[None]" not in card and str(tiny_model.name) in card and "--prompt" in card
+    assert card == (output_dir / "adapter" / "README.md").read_text()
+    # The console: one line per step with i/N, the samples, a summary; no library noise.
+    assert re.findall(r"^step (\d)/4  loss", done.stdout, flags=re.MULTILINE) == list("1234")
+    assert "before:" in done.stdout and "after:" in done.stdout
+    assert re.search(r"^4 steps in \d+s \(median step", done.stdout, flags=re.MULTILINE)
+    noise = ("Loading weights", "gemm_4bit_forward", "FutureWarning", "{'loss'")
+    assert not [n for n in noise if n in done.stdout + done.stderr], done.stderr[-2000:]
+    [run_] = json.loads((output_dir / "run.json").read_text())["adapters"]
+    # optim-first-step-learns: with half the steps warming up, no step runs at LR 0.
+    assert len(run_["learning_rates"]) == 4 and min(run_["learning_rates"]) > 0
+    assert run_["system_prompt"] == {"text": None, "source": "none"}  # the fallback template
+    assert len(run_["samples"]) == 3 and {"before", "after", "split"} <= set(run_["samples"][0])
+    answered = run(script, output_dir, "--prompt", "Where do the rules live?")
+    assert answered.returncode == 0, answered.stderr[-2000:]
+    # The saved adapter answers as the trained model did at the end of the run.
+    [sample] = [s for s in run_["samples"] if s["question"] == "Where do the rules live?"]
+    assert answered.stdout.strip() == " ".join(sample["after"].split())
+
+
+def test_the_first_step_changes_the_adapter(tmp_path, tiny_model):
+    """A 1-step run with warm-up: the HF schedule alone would run it at LR 0."""
+    manifest, output_dir = train(tmp_path, tiny_model, {"warmup_ratio": 0.5}, steps=1)
+    [run_] = manifest["adapters"]
+    assert run_["learning_rates"][0] > 0
+    tensors = adapter_tensors(output_dir / "adapter")
+    assert any(t.abs().sum() > 0 for name, t in tensors.items() if "lora_B" in name)
 
 
 def test_cuda_script_on_a_cpu_host_stops_before_loading(tmp_path, tiny_model):
@@ -246,13 +284,24 @@ def test_missing_requirement_is_reported_before_anything_heavy(tmp_path, tiny_mo
     assert "1. flash-attn is not installed: pip install 'flash-attn>=2'" in result.stderr
 
 
-def test_qdora_trains_on_cpu(tmp_path, tiny_model):
-    manifest, _ = train(tmp_path, tiny_model, {"adapter": "qlora", "use_dora": True})
-    [run_] = manifest["adapters"]
+def test_qdora_trains_on_cpu_and_evaluates_like_qlora(tmp_path, tiny_model):
+    """bitsandbytes repacks 4-bit weights in place for gradient-free CPU eval; peft's DoRA
+    then reads the packed weight as if it were not and scores garbage (eval 12.55 vs
+    QLoRA's 0.28 on a real run). quant-cpu-dora-unpacked keeps the weights unpacked."""
+    (tmp_path / "qdora").mkdir()
+    (tmp_path / "qlora").mkdir()
+    qdora, _ = train(tmp_path / "qdora", tiny_model, {"adapter": "qlora", "use_dora": True})
+    qlora, _ = train(tmp_path / "qlora", tiny_model, {"adapter": "qlora"})
+    [run_] = qdora["adapters"]
+    [twin] = qlora["adapters"]
     assert run_["loaded_in_4bit"] is True and run_["plan"]["use_dora"] is True
     tensors = adapter_tensors(Path(run_["adapter_dir"]))
     assert any("lora_magnitude_vector" in name for name in tensors)
     assert math.isfinite(run_["final_train_loss"])
+    # Eval is the training rows here: the loss eval reports must be the one training saw.
+    print("QDORA", run_["eval_loss"], run_["final_train_loss"], "QLORA", twin["eval_loss"])
+    assert run_["eval_loss"] < 1.5 * twin["eval_loss"], (run_["eval_loss"], twin["eval_loss"])
+    assert run_["eval_loss"] < 2 * run_["final_train_loss"] + 0.5
 
 
 def test_full_fine_tuning_with_galore_and_its_knobs(tmp_path, tiny_model):
@@ -311,7 +360,8 @@ def test_two_process_torchrun_on_cpu(tmp_path, tiny_model):
     manifest = json.loads((output_dir / "run.json").read_text())
     assert manifest["world_size"] == 2
     assert [p.name for p in output_dir.rglob("run.json")] == ["run.json"]
-    assert len(list(output_dir.rglob("adapter_model.safetensors"))) == 2  # adapter + checkpoint
+    # The adapter only: the checkpoint served while training (runtime-defaults).
+    assert len(list(output_dir.rglob("adapter_model.safetensors"))) == 1
     assert (output_dir / "adapter" / "adapter_model.safetensors").is_file()
     [run_] = manifest["adapters"]
     assert run_["trainer_args"]["max_steps"] == 4 and math.isfinite(run_["final_train_loss"])

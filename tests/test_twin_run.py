@@ -78,11 +78,12 @@ def test_lora_and_dora_twins_train_and_compare(tmp_path, tiny_model):
     assert out.splitlines()[2].split()[-3:-1] == ["lora", "dora"]
     verdict = next(line for line in out.splitlines() if line.startswith("verdict: "))
     assert "compare-keep-lora-unless-dora-wins" in verdict
-    # Recompute the verdict from the two run.json files: the printed one must agree.
+    # 4 rows: every row trains and the eval loss is measured on them, so no verdict
+    # (tests/test_real_model.py has the conclusive twins, on 6 held-out rows).
     a = json.loads((runs["lora"] / "run.json").read_text())["adapters"][0]
     b = json.loads((runs["dora"] / "run.json").read_text())["adapters"][0]
-    gain = (a["eval_loss"] - b["eval_loss"]) / a["eval_loss"]
-    assert verdict.startswith("verdict: keep dora" if gain >= 0.05 else "verdict: keep lora")
+    assert a["rows"]["eval_on"] == b["rows"]["eval_on"] == "training rows"
+    assert verdict.startswith("verdict: inconclusive: lora's eval loss is measured on its train")
     assert b["trainable_parameters"] > a["trainable_parameters"]  # the magnitude vectors
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
