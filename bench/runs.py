@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from tiny_model import build_tiny_model  # noqa: E402, F401  (re-exported for the benchmarks)
+from real_model import build_real_model  # noqa: E402, F401  (re-exported for the benchmarks)
+from tiny_model import build_tiny_model  # noqa: E402, F401
 
 DLM_GEN = [sys.executable, "-m", "dlm_gen"]
 

@@ -19,9 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from real_model import build_real_model
-
-from runs import ROOT  # also puts examples/ on the path
+from runs import ROOT, build_real_model
 
 TEXTS = [
     f"Row {i}: the rules live in yaml tables, and the script trains an adapter." for i in range(48)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runs import ROOT, build_tiny_model, render, run_script, write_document
+from runs import ROOT, build_real_model, build_tiny_model, render, run_script, write_document
 
 ROWS = [
     f"Row {i}: the rules live in yaml tables, and the script trains an adapter." for i in range(48)
@@ -128,8 +128,6 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dlm-gen-bench-"))
     if args.real:
-        from real_model import build_real_model
-
         model = build_real_model()
         described = "SmolLM2-135M-Instruct (30 layers, width 576)"
     else:

@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("file", metavar="FILE.dlm", nargs="?", help="also plan it for this host")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.add_argument(
+        "--probe",
+        action="store_true",
+        help="re-measure the rows' evidence on this machine (dlm_gen/probes.py)",
+    )
 
     commands.add_parser("schema", help="print the frontmatter JSON Schema")
     commands.add_parser("targets", help="list the target profiles")
@@ -293,6 +298,11 @@ def _doctor(args: argparse.Namespace) -> int:
             "refusals": [r.id for p in plans for r in p.refusals],
             "requirements": status,
         }
+    if args.probe:
+        from dlm_gen.probes import FAILS, run_probes
+
+        report["probes"] = run_probes(rules)
+        unmet = unmet or any(item["outcome"] == FAILS for item in report["probes"])
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -96,6 +96,11 @@ RECORD_NUMBERS: dict[str, tuple[float, float]] = {
     "peak_memory_bytes": (0, 1e18),
     "wall_seconds": (0, 1e9),
 }
+# Per-step lists: the highest value each may hold, and what is expected.
+RECORD_LISTS: dict[str, tuple[float, str]] = {
+    "losses": (1e6, "a list of losses from 0 to 1e6"),
+    "step_seconds": (1e9, "a list of step times in seconds"),
+}
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_LOSSES = 10_000_000
 
@@ -167,20 +172,14 @@ def _check_record(file: str, where: str, entry: object) -> None:
     ):
         if rank is not None and not (_finite(rank) and 0 < rank <= 1e6):
             raise fail(where_rank, "a rank from 1 to 1e6", rank)
-    losses = entry.get("losses")
-    if losses is not None and not (
-        isinstance(losses, list)
-        and len(losses) <= MAX_LOSSES
-        and all(_finite(x) and 0 <= x <= 1e6 for x in losses)
-    ):
-        raise fail("losses", "a list of losses from 0 to 1e6", losses)
-    step_seconds = entry.get("step_seconds")
-    if step_seconds is not None and not (
-        isinstance(step_seconds, list)
-        and len(step_seconds) <= MAX_LOSSES
-        and all(_finite(x) and 0 <= x <= 1e9 for x in step_seconds)
-    ):
-        raise fail("step_seconds", "a list of step times in seconds", step_seconds)
+    for field, (high, expected) in RECORD_LISTS.items():
+        values = entry.get(field)
+        if values is not None and not (
+            isinstance(values, list)
+            and len(values) <= MAX_LOSSES
+            and all(_finite(x) and 0 <= x <= high for x in values)
+        ):
+            raise fail(field, expected, values)
     rows = entry.get("rows")
     if rows is not None and not (
         isinstance(rows, dict)

@@ -176,4 +176,12 @@ def format_report(report: dict) -> str:
             mark = "ok" if item["met"] else "MISSING" if item["installed"] is None else "TOO OLD"
             installed = item["installed"] or "-"
             lines.append(f"  {mark:<7} {item['requirement']:<24} installed: {installed}")
+    if "probes" in report:
+        lines.append("probes (the evidence of the rule tables, measured here):")
+        for item in report["probes"]:
+            verdict = "REVISIT" if item["outcome"] == "does not hold" else item["outcome"]
+            lines.append(f"  {item['probe']}: {verdict}: {item['measured']}")
+            if item["outcome"] == "does not hold":
+                lines.append(f"    claim: {item['claim']}")
+                lines += [f"    revisit {rule}" for rule in item["rules"]]
     return "\n".join(lines)

@@ -149,11 +149,26 @@ def merge_requirements(requirements) -> tuple[str, ...]:
             req = Requirement(
                 req.name,
                 tuple(sorted({*known.extras, *req.extras})),
-                tuple(sorted({*known.specifiers, *req.specifiers})),
+                _tightest(known.specifiers + req.specifiers),
                 req.marker,
             )
         merged[key] = req
     return tuple(str(merged[key]) for key in sorted(merged, key=lambda k: (k[0], k[1] or "")))
+
+
+def _tightest(specifiers: tuple[str, ...]) -> tuple[str, ...]:
+    """The specifiers, with only the highest of several lower bounds (`>=2.2` and `>=2.8`
+    mean `>=2.8`); every other specifier is kept as written."""
+    lower = [s for s in set(specifiers) if s.startswith(">=")]
+    kept = {s for s in specifiers if not s.startswith(">=")}
+    if lower:
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            kept.add(max(lower, key=lambda s: Version(s[2:])))
+        except InvalidVersion:  # a wildcard or local version: keep them all
+            kept.update(lower)
+    return tuple(sorted(kept))
 
 
 def refusal_error(document: Document, plans: list[Plan]) -> DlmError | None:

@@ -73,6 +73,7 @@ class Rule:
     require: tuple[Requirement, ...] = ()
     why: str | None = None
     evidence: str | None = None
+    probe: str | None = None  # dlm_gen/probes.py re-measures the evidence
 
     def reads(self) -> set[str]:
         """Every fact this rule looks at: its condition, its values, its templates."""

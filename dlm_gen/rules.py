@@ -236,6 +236,7 @@ def _optimizer_table(label: str, document: yamlsrc.SourcedYaml, checked: bool) -
                 require=tuple(_requirement(t, checked) for t in entry["require"]),
                 why=entry["why"],
                 evidence=entry.get("evidence"),
+                probe=entry.get("probe"),
             )
         )
     return Table("optimizers", label, "collect", tuple(rules), id_prefix="optim")
@@ -282,6 +283,7 @@ def _table(
                 require=tuple(_requirement(t, checked) for t in raw.get("require") or ()),
                 why=raw.get("why"),
                 evidence=raw.get("evidence"),
+                probe=raw.get("probe"),
             )
         )
     policy = document.value["hit_policy"]

@@ -44,7 +44,12 @@ class AdapterSettings(_Strict):
     )
     lora_r: int = Field(8, ge=1, le=256, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, le=65536, description="LoRA scaling numerator (alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0.0, le=0.5, description="Dropout on the LoRA path.")
+    lora_dropout: float | None = Field(
+        None,
+        ge=0.0,
+        le=0.5,
+        description="LoRA dropout; null lets the plan pick (0.05 on a GPU, 0 on a CPU).",
+    )
     target_modules: TargetModules = Field(
         "auto", description='"auto" (the base model\'s default) or a list of module names.'
     )

@@ -31,7 +31,7 @@ def test_lora_vs_galore_scripts_name_the_optim_change_and_both_rules(tmp_path):
     new = render(galore, tmp_path / "b")
     done = run_dlm_gen("diff", old, new)
     assert done.returncode == 1, done.stderr
-    assert 'optim: "adamw_torch" -> "galore_adamw"' in done.stdout
+    assert 'optim: "adamw_torch_fused" -> "galore_adamw"' in done.stdout
     assert (
         "decided by optim-adamw-torch (rules/optimizers.yaml:" in done.stdout
         and "-> optim-galore-adamw (rules/optimizers.yaml:" in done.stdout
@@ -61,12 +61,14 @@ def test_json_and_markdown(tmp_path):
     data = json.loads(done.stdout)
     [plan] = data["adapters"]
     [optim] = [c for c in plan["fields"] if c["field"] == "optim"]
-    assert optim["old"] == "adamw_torch" and optim["new"] == "galore_adamw"
+    assert optim["old"] == "adamw_torch_fused" and optim["new"] == "galore_adamw"
     assert optim["new_source"].startswith("rules/optimizers.yaml:")
-    assert data["requirements_added"] == ["galore-torch"] and data["changed"] is True
+    # AdamW's fused kernel needs torch>=2.8; GaLore's plan needs only the stack's torch>=2.2.
+    assert data["requirements_added"] == ["galore-torch", "torch>=2.2"]
+    assert data["requirements_removed"] == ["torch>=2.8"] and data["changed"] is True
     markdown = run_dlm_gen("diff", lora, galore, "--format", "md").stdout
     assert markdown.startswith("### dlm-gen diff")
-    assert '| `optim` | `"adamw_torch"` | `"galore_adamw"` | optim-adamw-torch' in markdown
+    assert '| `optim` | `"adamw_torch_fused"` | `"galore_adamw"` | optim-adamw-torch' in markdown
 
 
 def test_rows_added_removed_and_changed_with_their_lines(tmp_path):
@@ -91,7 +93,7 @@ def test_revision_paths_read_from_git(tmp_path):
     relative = script.split("generated/", 1)[1]
     done = run_dlm_gen("diff", f"HEAD:generated/{relative}", new, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
-    assert 'optim: "adamw_torch" -> "galore_adamw"' in done.stdout
+    assert 'optim: "adamw_torch_fused" -> "galore_adamw"' in done.stdout
     same = run_dlm_gen("diff", "HEAD:lora.dlm", "lora.dlm", cwd=tmp_path)
     assert same.returncode == 0, same.stdout + same.stderr
 

@@ -122,7 +122,7 @@ def test_engine_promises(document, target):
         names = [Requirement(r).name for r in plan.requirements]
         assert len(names) == len(set(names))
         # The optimizer is never dropped, and the document's precision wins.
-        assert fields["optim"] == settings_["optimizer"]
+        assert fields["optim"] == RULES.optimizers[settings_["optimizer"]]["hf_name"]
         if settings_["precision"] is not None:
             assert fields["precision"] == settings_["precision"]
         # The reason line agrees with the plan.

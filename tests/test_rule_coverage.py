@@ -41,6 +41,7 @@ SPECIAL = (
     {"optimizer": "galore_adamw_layerwise", "grad_accum": 2},
     {"sequence_len": 32768},
     {"eval_fraction": 0.2},
+    {"lora_dropout": 0.1},
     *(
         {knob: value}
         for knob, value in (

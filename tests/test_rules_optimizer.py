@@ -5,7 +5,7 @@ import pytest
 from tests.conftest import plan_of
 
 OPTIMIZERS = {
-    "adamw_torch": ("adamw_torch", set()),
+    "adamw_torch": ("adamw_torch_fused", {"torch>=2.8"}),
     "adamw_bnb_8bit": ("adamw_bnb_8bit", {"bitsandbytes"}),
     "paged_adamw_8bit": ("paged_adamw_8bit", {"bitsandbytes"}),
     "galore_adamw": ("galore_adamw", {"galore-torch"}),

@@ -105,7 +105,7 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
         }
     )
     args = run_["trainer_args"]
-    assert args["optim"] == "adamw_torch" and args["learning_rate"] == 5e-3
+    assert args["optim"] == "adamw_torch_fused" and args["learning_rate"] == 5e-3
     assert run_["optimizer"]["class"] == "torch.optim.adamw.AdamW"
     assert args["per_device_train_batch_size"] == 2 and args["gradient_accumulation_steps"] == 1
     assert args["max_length"] == 64 and args["seed"] == 42

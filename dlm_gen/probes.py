@@ -1,0 +1,201 @@
+"""Evidence that runs: small checks of what measured rows claim about the libraries.
+
+Rows of the rule tables that rest on a measurement of the installed stack
+("galore_adamw_8bit fails without CUDA", "bitsandbytes' 8-bit AdamW trains on
+a CPU", "the HF warm-up starts at LR 0", ...) name a probe (`probe:`). Each
+probe here re-measures that claim on this machine in a second or two. The
+slow test suite runs them all (tests/test_probes.py) and `dlm-gen doctor
+--probe` runs them on a user's machine: when a library changes and a claim no
+longer holds, the report names the rules to revisit.
+
+Probes import torch and the training stack, so this module is only imported
+by `doctor --probe` and the tests, never by render/explain/check.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+HOLDS, FAILS, NOT_HERE = "holds", "does not hold", "not measurable here"
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    claim: str  # what the rows that name this probe rely on
+    run: Callable[[], tuple[str, str]]  # (HOLDS | FAILS | NOT_HERE, what was measured)
+
+
+def _one_step(optimizer_class, **options) -> float:
+    import torch
+
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(64, 64))
+    optimizer = optimizer_class([weight], lr=1e-3, **options)
+    weight.grad = torch.randn_like(weight)
+    before = weight.detach().clone()
+    optimizer.step()
+    return float((weight.detach() - before).abs().max())
+
+
+def fused_adamw_on_cpu() -> tuple[str, str]:
+    import torch
+
+    moved = _one_step(torch.optim.AdamW, fused=True)
+    return (HOLDS if moved > 0 else FAILS), f"one fused AdamW step moved weights by {moved:.2e}"
+
+
+def bnb_8bit_adamw_on_cpu() -> tuple[str, str]:
+    import bitsandbytes as bnb
+    import torch
+
+    results = []
+    for optimizer_class in (bnb.optim.AdamW8bit, bnb.optim.PagedAdamW8bit):
+        try:
+            moved = _one_step(optimizer_class)
+        except Exception as exc:  # the claim is that it runs: any failure is the finding
+            return FAILS, f"{optimizer_class.__name__} on CPU: {type(exc).__name__}: {exc}"
+        results.append(f"{optimizer_class.__name__} moved weights by {moved:.2e}")
+    holds = all(torch.isfinite(torch.tensor(float(r.rsplit(" ", 1)[1]))) for r in results)
+    return (HOLDS if holds else FAILS), "; ".join(results)
+
+
+def galore_8bit_needs_cuda() -> tuple[str, str]:
+    import torch
+    from galore_torch import GaLoreAdamW8bit
+
+    if torch.cuda.is_available():
+        return NOT_HERE, "this machine has CUDA: the CPU failure cannot be observed"
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(64, 64))
+    group = {
+        "params": [weight],
+        "rank": 8,
+        "update_proj_gap": 200,
+        "scale": 0.25,
+        "proj_type": "std",
+    }
+    optimizer = GaLoreAdamW8bit([group], lr=1e-3)
+    weight.grad = torch.randn_like(weight)
+    try:
+        optimizer.step()
+    except Exception as exc:
+        found = f"{type(exc).__name__}: {str(exc)[:80]}"
+        if "cuda" in str(exc).lower():
+            return HOLDS, f"one step on CPU fails for want of CUDA: {found}"
+        return FAILS, f"one step on CPU fails, but not for CUDA: {found}"
+    return FAILS, "one GaLoreAdamW8bit step ran on the CPU"
+
+
+def hf_warmup_starts_at_zero() -> tuple[str, str]:
+    import torch
+    from transformers import get_scheduler
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    get_scheduler("linear", optimizer, num_warmup_steps=2, num_training_steps=10)
+    first = optimizer.param_groups[0]["lr"]
+    return (HOLDS if first == 0 else FAILS), f"the first step's LR with 2 warm-up steps: {first}"
+
+
+def cpu_4bit_repack_breaks_dora_norm() -> tuple[str, str]:
+    import torch
+    from bitsandbytes.nn.modules import has_avx512bf16
+    from peft.utils.integrations import dequantize_bnb_weight
+    from transformers import (
+        AutoModelForCausalLM,
+        BitsAndBytesConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    if not has_avx512bf16():
+        return NOT_HERE, "this CPU has no AVX512-BF16: bitsandbytes does not repack here"
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        LlamaForCausalLM(config).save_pretrained(directory)
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, quantization_config=quantization, dtype=torch.float32
+        )
+    layer = model.model.layers[0].self_attn.q_proj
+    before = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state).clone()
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 256, (1, 8)))
+    after = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state)
+    if after.shape != before.shape:
+        return HOLDS, f"the weight DoRA dequantizes changed shape: {before.shape} -> {after.shape}"
+    drift = float((after - before).abs().max())
+    verdict = HOLDS if drift > 1e-3 else FAILS
+    return verdict, f"after a gradient-free forward the dequantized weight moved by {drift:.3g}"
+
+
+PROBES = {
+    probe.name: probe
+    for probe in (
+        Probe(
+            "fused-adamw-cpu",
+            "torch's fused AdamW runs on a CPU (so adamw_torch can map to adamw_torch_fused)",
+            fused_adamw_on_cpu,
+        ),
+        Probe(
+            "bnb-8bit-adamw-cpu",
+            "bitsandbytes' 8-bit and paged 8-bit AdamW step on a CPU (not refused there)",
+            bnb_8bit_adamw_on_cpu,
+        ),
+        Probe(
+            "galore-8bit-needs-cuda",
+            "galore-torch's 8-bit AdamW cannot step without CUDA (refused on CPU targets)",
+            galore_8bit_needs_cuda,
+        ),
+        Probe(
+            "hf-warmup-starts-at-zero",
+            "the HF schedules run the first warm-up step at LR 0 (the script shifts them)",
+            hf_warmup_starts_at_zero,
+        ),
+        Probe(
+            "cpu-4bit-repack-breaks-dora",
+            "bitsandbytes repacks 4-bit weights on a gradient-free CPU forward, and the "
+            "weight peft dequantizes for DoRA's norm is then wrong (QDoRA keeps them unpacked)",
+            cpu_4bit_repack_breaks_dora_norm,
+        ),
+    )
+}
+
+
+def run_probes(rules) -> list[dict[str, object]]:
+    """Every probe, with the rules that cite it, whether its claim holds here and why."""
+    citing: dict[str, list[str]] = {}
+    for table in rules.tables:
+        for rule in table.rules:
+            if rule.probe:
+                citing.setdefault(rule.probe, []).append(f"{rule.id} ({rule.source})")
+    report = []
+    for probe in PROBES.values():
+        try:
+            outcome, measured = probe.run()
+        except Exception as exc:  # a probe that cannot run is a finding, not a crash
+            outcome, measured = NOT_HERE, f"could not run: {type(exc).__name__}: {exc}"
+        report.append(
+            {
+                "probe": probe.name,
+                "claim": probe.claim,
+                "rules": citing.get(probe.name, []),
+                "outcome": outcome,
+                "measured": measured,
+            }
+        )
+    return report
