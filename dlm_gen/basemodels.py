@@ -70,6 +70,8 @@ class BaseModel:
     max_position_embeddings: int | None
     decoder_layer: str | None = None
     shape: dict | None = None  # the config shapes the memory estimate needs
+    # The system prompt its chat template injects when a conversation has none.
+    chat_system_default: str | None = None
 
     def facts(self) -> dict[str, object]:
         return {
@@ -86,6 +88,7 @@ class BaseModel:
             "base.max_position_embeddings": self.max_position_embeddings,
             "base.decoder_layer": self.decoder_layer,
             "base.shape": self.shape,
+            "base.chat_system_default": self.chat_system_default,
         }
 
 
@@ -240,6 +243,7 @@ def from_registry(key: str, entry: dict, families: dict, source: str = "registry
         max_position_embeddings=entry["config"]["max_position_embeddings"],
         decoder_layer=family.get("decoder_layer"),
         shape=_shape(entry["config"]),
+        chat_system_default=entry.get("chat_system_default"),
     )
 
 
@@ -282,7 +286,26 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
         max_position_embeddings=config.get("max_position_embeddings"),
         decoder_layer=family.get("decoder_layer") if family else None,
         shape=_shape(config) if family else None,
+        chat_system_default=_chat_system_default(directory, limit),
     )
+
+
+def _chat_system_default(directory: Path, limit: int) -> str | None:
+    """The default system prompt of a local base's chat template (chat_template.jinja, else
+    tokenizer_config.json's chat_template), or None; unreadable files only mean unknown."""
+    from dlm_gen.chat import injected_system_prompt
+    from dlm_gen.files import InputFileError, read_bounded
+
+    template: object = None
+    try:
+        template = read_bounded(directory / "chat_template.jinja", limit).decode("utf-8")
+    except (InputFileError, UnicodeDecodeError):
+        try:
+            config = json.loads(read_bounded(directory / "tokenizer_config.json", limit))
+            template = config.get("chat_template") if isinstance(config, dict) else None
+        except (InputFileError, ValueError, RecursionError):
+            return None
+    return injected_system_prompt(template) if isinstance(template, str) else None
 
 
 SHAPE_KEYS = (

@@ -39,12 +39,20 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
     lines += memory_lines(plan)
     if plan.rows is not None:
         lines.append(f"rows: {plan.rows.describe()}")
+    lines.append(f"system prompt: {describe_system_prompt(plan.system_prompt)}")
     for warning in plan.warnings:
         lines.append(f"warning {warning.token} ({warning.source}): {warning.message.strip()}")
     for refusal in plan.refusals:
         lines.append(f"refused {refusal.id} ({refusal.source}): {refusal.message.strip()}")
     lines.append("requirements: " + (", ".join(plan.requirements) or "none"))
     return lines
+
+
+def describe_system_prompt(system_prompt: dict[str, object] | None) -> str:
+    """`"text" (source)`, or the source alone when there is no text."""
+    if not system_prompt or system_prompt.get("text") is None:
+        return str((system_prompt or {}).get("source", "none"))
+    return f"{system_prompt['text']!r} ({system_prompt['source']})"
 
 
 def explain_json(plans: list[Plan], document: str, target: str) -> dict[str, object]:

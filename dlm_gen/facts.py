@@ -29,6 +29,7 @@ BASE_FACTS: dict[str, Domain] = {
     "base.max_position_embeddings": None,
     "base.decoder_layer": None,
     "base.shape": None,
+    "base.chat_system_default": None,
 }
 TARGET_FACTS: dict[str, Domain] = {
     "target.name": None,

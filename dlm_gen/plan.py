@@ -42,6 +42,7 @@ class Plan:
     memory: dict[str, object] | None = None  # the memory.* facts of the estimate
     fired: tuple[str, ...] = ()  # every rule that fired, requirement-only rows included
     rows: RowCounts | None = None  # the split the script will make (None: undecided plan)
+    system_prompt: dict[str, object] | None = None  # {"text", "source"}: what training sees
 
     @property
     def refused(self) -> bool:
@@ -77,6 +78,7 @@ class Plan:
             "target": self.target,
             "memory": {k.removeprefix("memory."): v for k, v in (self.memory or {}).items()},
             "rows": self.rows.to_json() if self.rows else None,
+            "system_prompt": self.system_prompt,
         }
         if self.adapter_name is not None:
             data = {"name": self.adapter_name, **data}
@@ -105,6 +107,7 @@ def make_plans(
     base = resolve_base(document, rules)
     common = {**base.facts(), **facts.target_facts(target_name, profile, processes)}
     rows = script_rows(document)
+    system_prompt = effective_system_prompt(document, base)
     plans = []
     for adapter in document.adapter_names:
         known = {**common, **facts.document_facts(document, adapter)}
@@ -126,12 +129,24 @@ def make_plans(
                 requirement_specs=tuple(req for req, _ in outcome.requirements),
                 memory=outcome.memory,
                 fired=outcome.fired,
+                system_prompt=system_prompt,
                 rows=row_counts(
                     rows, adapter, outcome.fields.get("seed"), outcome.fields.get("eval_fraction")
                 ),
             )
         )
     return plans
+
+
+def effective_system_prompt(document: Document, base: basemodels.BaseModel) -> dict[str, object]:
+    """The system prompt instruction rows train under: the document's, else the one the
+    base's chat template injects (SmolLM2's does), else none that planning can see (the
+    script records what the real tokenizer does)."""
+    if document.frontmatter.system_prompt:
+        return {"text": document.frontmatter.system_prompt, "source": "document"}
+    if base.chat_system_default:
+        return {"text": base.chat_system_default, "source": "chat template default"}
+    return {"text": None, "source": "none known before the run"}
 
 
 def requirements_of(plans: list[Plan]) -> tuple[str, ...]:

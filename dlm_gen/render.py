@@ -22,6 +22,7 @@ from pathlib import Path
 from dlm_gen import __version__
 from dlm_gen.document import Document
 from dlm_gen.errors import DlmError
+from dlm_gen.explain import describe_system_prompt
 from dlm_gen.limits import limits
 from dlm_gen.literals import (
     INDENT,
@@ -139,10 +140,11 @@ def _context(
         "requirements": list(requirements_of(plans)),
         "warnings": warnings,
         "plans": reasons,
+        "system_prompt_line": describe_system_prompt(plans[0].system_prompt),
         "row_counts": row_counts,
         "base_description": _base_description(base),
         "launch_flags": LAUNCH_FLAGS,
-        "header_width": header_width([*reasons, *warnings, *row_counts]),
+        "header_width": header_width([*reasons, *warnings, *row_counts, {"label": "System turn"}]),
         "adapters": [
             {
                 "name": plan.adapter_name,

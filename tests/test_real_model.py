@@ -137,6 +137,9 @@ def test_the_effective_system_prompt_is_recorded(tmp_path, real_model):
     (tmp_path / "own").mkdir()
     own = script_module(tmp_path / "own", real_model)
     assert own.effective_system_prompt(tokenizer) == {"text": SYSTEM, "source": "document"}
+    # Planning finds the same default in the base directory's template, before any run.
+    [plan] = plan_document(tmp_path / "doc.dlm", "cpu").plans
+    assert plan.system_prompt == bare.effective_system_prompt(tokenizer)
 
 
 def test_lora_and_dora_twins_on_the_real_model_compare(tmp_path, real_model):
