@@ -100,10 +100,9 @@ def hf_warmup_starts_at_zero() -> tuple[str, str]:
     return (HOLDS if first == 0 else FAILS), f"the first step's LR with 2 warm-up steps: {first}"
 
 
-def cpu_4bit_repack_breaks_dora_norm() -> tuple[str, str]:
+def _tiny_nf4_llama():
+    """A 1-layer Llama (width 128) loaded in 4-bit NF4 on the CPU, built in a temp dir."""
     import torch
-    from bitsandbytes.nn.modules import has_avx512bf16
-    from peft.utils.integrations import dequantize_bnb_weight
     from transformers import (
         AutoModelForCausalLM,
         BitsAndBytesConfig,
@@ -111,8 +110,6 @@ def cpu_4bit_repack_breaks_dora_norm() -> tuple[str, str]:
         LlamaForCausalLM,
     )
 
-    if not has_avx512bf16():
-        return NOT_HERE, "this CPU has no AVX512-BF16: bitsandbytes does not repack here"
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=256,
@@ -127,9 +124,59 @@ def cpu_4bit_repack_breaks_dora_norm() -> tuple[str, str]:
         quantization = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
         )
-        model = AutoModelForCausalLM.from_pretrained(
+        return AutoModelForCausalLM.from_pretrained(
             directory, quantization_config=quantization, dtype=torch.float32
         )
+
+
+def nf4_adapters_train_on_cpu() -> tuple[str, str]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    found = []
+    for dora in (False, True):
+        model = get_peft_model(
+            _tiny_nf4_llama(), LoraConfig(r=4, use_dora=dora, target_modules=["q_proj", "v_proj"])
+        )
+        ids = torch.randint(0, 256, (2, 8))
+        model(input_ids=ids, labels=ids).loss.backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        finite = bool(grads) and all(torch.isfinite(g).all() for g in grads)
+        found.append(f"{'DoRA' if dora else 'LoRA'}: {len(grads)} finite gradients")
+        if not finite:
+            return FAILS, f"{found[-1]} on a 4-bit base: not all finite"
+    return HOLDS, "; ".join(found) + " on a 4-bit NF4 base"
+
+
+def cpu_kernels_repeat() -> tuple[str, str]:
+    import torch
+
+    def run() -> torch.Tensor:
+        torch.manual_seed(0)
+        layer = torch.nn.Sequential(
+            torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.Linear(512, 256)
+        )
+        inputs = torch.randn(32, 256)
+        layer(inputs).pow(2).mean().backward()
+        return torch.cat([p.grad.flatten() for p in layer.parameters()])
+
+    first, second = run(), run()
+    same = torch.equal(first, second)
+    return (HOLDS if same else FAILS), (
+        "two seeded forward/backward passes gave bit-identical gradients"
+        if same
+        else f"two seeded passes differ by up to {float((first - second).abs().max()):.3g}"
+    )
+
+
+def cpu_4bit_repack_breaks_dora_norm() -> tuple[str, str]:
+    import torch
+    from bitsandbytes.nn.modules import has_avx512bf16
+    from peft.utils.integrations import dequantize_bnb_weight
+
+    if not has_avx512bf16():
+        return NOT_HERE, "this CPU has no AVX512-BF16: bitsandbytes does not repack here"
+    model = _tiny_nf4_llama()
     layer = model.model.layers[0].self_attn.q_proj
     before = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state).clone()
     model.eval()
@@ -160,6 +207,18 @@ PROBES = {
             "galore-8bit-needs-cuda",
             "galore-torch's 8-bit AdamW cannot step without CUDA (refused on CPU targets)",
             galore_8bit_needs_cuda,
+        ),
+        Probe(
+            "nf4-adapters-train-on-cpu",
+            "LoRA and DoRA on a 4-bit NF4 base get finite gradients on a CPU (QLoRA and "
+            "QDoRA are planned for CPU targets, not refused)",
+            nf4_adapters_train_on_cpu,
+        ),
+        Probe(
+            "cpu-kernels-repeat",
+            "seeded CPU forward/backward passes repeat bit for bit without "
+            "torch.use_deterministic_algorithms (the flag stays off on CPU targets)",
+            cpu_kernels_repeat,
         ),
         Probe(
             "hf-warmup-starts-at-zero",
