@@ -148,6 +148,39 @@ def nf4_adapters_train_on_cpu() -> tuple[str, str]:
     return HOLDS, "; ".join(found) + " on a 4-bit NF4 base"
 
 
+def layerwise_refuses_accumulation() -> tuple[str, str]:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        args = TrainingArguments(
+            output_dir=directory,
+            optim="galore_adamw_layerwise",
+            optim_target_modules=[".*attn.*", ".*mlp.*"],
+            gradient_accumulation_steps=2,
+            use_cpu=True,
+            report_to=[],
+        )
+        try:
+            Trainer.get_optimizer_cls_and_kwargs(args, model)
+        except ValueError as exc:
+            if "accumulation" in str(exc):
+                return HOLDS, f"the Trainer refuses it: {exc}"
+            return FAILS, f"the Trainer refuses it for another reason: {exc}"
+    return FAILS, "the Trainer set up layer-wise GaLore with gradient accumulation 2"
+
+
 def cpu_kernels_repeat() -> tuple[str, str]:
     import torch
 
@@ -213,6 +246,12 @@ PROBES = {
             "LoRA and DoRA on a 4-bit NF4 base get finite gradients on a CPU (QLoRA and "
             "QDoRA are planned for CPU targets, not refused)",
             nf4_adapters_train_on_cpu,
+        ),
+        Probe(
+            "layerwise-refuses-accumulation",
+            "the HF Trainer refuses gradient accumulation with a layer-wise GaLore optimizer "
+            "(so the plan sets grad_accum 1 and refuses a document's other value)",
+            layerwise_refuses_accumulation,
         ),
         Probe(
             "cpu-kernels-repeat",
