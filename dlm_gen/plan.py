@@ -43,6 +43,7 @@ class Plan:
     fired: tuple[str, ...] = ()  # every rule that fired, requirement-only rows included
     rows: RowCounts | None = None  # the split the script will make (None: undecided plan)
     system_prompt: dict[str, object] | None = None  # {"text", "source"}: what training sees
+    export: dict[str, object] | None = None  # the document's export: block, kept as is
 
     @property
     def refused(self) -> bool:
@@ -79,6 +80,7 @@ class Plan:
             "memory": {k.removeprefix("memory."): v for k, v in (self.memory or {}).items()},
             "rows": self.rows.to_json() if self.rows else None,
             "system_prompt": self.system_prompt,
+            "export": self.export,
         }
         if self.adapter_name is not None:
             data = {"name": self.adapter_name, **data}
@@ -130,6 +132,7 @@ def make_plans(
                 memory=outcome.memory,
                 fired=outcome.fired,
                 system_prompt=system_prompt,
+                export=document.frontmatter.export.model_dump(),
                 rows=row_counts(
                     rows, adapter, outcome.fields.get("seed"), outcome.fields.get("eval_fraction")
                 ),

@@ -137,6 +137,7 @@ def _context(
             "decoder_layer": base.decoder_layer,
         },
         "system_prompt": document.frontmatter.system_prompt,
+        "export": document.frontmatter.export.model_dump(),
         "requirements": list(requirements_of(plans)),
         "warnings": warnings,
         "plans": reasons,

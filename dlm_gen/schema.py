@@ -126,6 +126,24 @@ class TrainingConfig(AdapterSettings):
         return flat
 
 
+class ExportConfig(_Strict):
+    """The `export:` block: how the `dlm` tool exports the trained model (GGUF, Ollama).
+
+    dlm-gen trains and does not export; the block is validated and kept in
+    run.json and `explain --json`, so a document written for `dlm` keeps it.
+    """
+
+    default_quant: str = Field(
+        "Q4_K_M", description="GGUF quantization used when `dlm export` is given none."
+    )
+    default_temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Sampling temperature of the exported model."
+    )
+    default_top_p: float | None = Field(
+        None, ge=0.0, le=1.0, description="Top-p of the exported model."
+    )
+
+
 class Frontmatter(_Strict):
     """The YAML frontmatter of a `.dlm` document."""
 
@@ -151,6 +169,7 @@ class Frontmatter(_Strict):
     )
     system_prompt: str | None = Field(None, description="System prompt for instruction rows.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
 
 # The training fields whose values come from the vocabulary (rules/vocabulary.yaml,
@@ -172,6 +191,7 @@ class FrontmatterModels:
     frontmatter: type[Frontmatter]
     training: type[TrainingConfig]
     adapter: type[AdapterSettings]
+    export: type[ExportConfig]
 
     def json_schema(self) -> str:
         """The JSON Schema of the frontmatter, as checked in at schema/ (for editors)."""
@@ -182,7 +202,8 @@ class FrontmatterModels:
 
 def frontmatter_models(vocabulary: Mapping[str, tuple[str, ...]]) -> FrontmatterModels:
     """The models whose enumerated fields accept exactly the vocabulary's values."""
-    return _models(tuple((name, tuple(vocabulary[name])) for name in ENUMERATED_FIELDS))
+    names = (*ENUMERATED_FIELDS, "export_quant")
+    return _models(tuple((name, tuple(vocabulary[name])) for name in names))
 
 
 @functools.lru_cache(maxsize=8)
@@ -212,10 +233,18 @@ def _models(vocabulary: tuple[tuple[str, tuple[str, ...]], ...]) -> FrontmatterM
         **narrowed(TrainingConfig, ENUMERATED_FIELDS),
         adapters=(dict[AdapterName, adapter] | None, adapters),
     )
+    quant = copy.copy(ExportConfig.model_fields["default_quant"])
+    export = create_model(
+        "ExportConfig",
+        __base__=ExportConfig,
+        __doc__=ExportConfig.__doc__,
+        default_quant=(Literal[values["export_quant"]], quant),  # type: ignore[valid-type]
+    )
     frontmatter = create_model(
         "Frontmatter",
         __base__=Frontmatter,
         __doc__=Frontmatter.__doc__,
         training=(training, Field(default_factory=training)),
+        export=(export, Field(default_factory=export)),
     )
-    return FrontmatterModels(frontmatter, training, adapter)
+    return FrontmatterModels(frontmatter, training, adapter, export)

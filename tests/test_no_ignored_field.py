@@ -47,6 +47,7 @@ CONTEXT = {field: {"optimizer": "galore_adamw"} for field in CHANGES if field.st
 NO_EFFECT = {
     "dlm_id": "identifies the document; it names nothing in training",
     "dlm_version": "the document format version; it only steers parsing",
+    "export": "the dlm tool's export settings: kept in run.json and explain --json, not trained",
 }
 COVERED_ELSEWHERE = {
     "adapters": "tests/test_train_e2e.py::test_multi_adapter_trains_each_on_its_rows"
@@ -109,12 +110,17 @@ def test_system_prompt_and_base_reach_the_script(tmp_path):
 
 @pytest.mark.parametrize("field", sorted(NO_EFFECT))
 def test_listed_no_effect_fields_really_change_nothing(tmp_path, field):
-    value = {"dlm_id": "01HZY3K8Q4V9W2X7T5N6M3P1R0", "dlm_version": 2}[field]
+    value = {
+        "dlm_id": "01HZY3K8Q4V9W2X7T5N6M3P1R0",
+        "dlm_version": 2,
+        "export": {"default_quant": "Q8_0"},
+    }[field]
     before, after = render(tmp_path, {}), render(tmp_path, {}, **{field: value})
     assert adapters_of(before) == adapters_of(after)
     # Only the document line numbers of the rows move (one more frontmatter line).
     rows_before, rows_after = constant(before, "ROWS"), constant(after, "ROWS")
-    assert [r["line"] + 1 for r in rows_before] == [r["line"] for r in rows_after]
+    added = {"export": 2}.get(field, 1)  # frontmatter lines the field takes
+    assert [r["line"] + added for r in rows_before] == [r["line"] for r in rows_after]
     strip = [{k: v for k, v in r.items() if k != "line"} for r in rows_before]
     assert strip == [{k: v for k, v in r.items() if k != "line"} for r in rows_after]
 

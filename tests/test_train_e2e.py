@@ -88,6 +88,12 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
     manifest, _ = train(tmp_path, tiny_model, training, steps=12)
     [run_] = manifest["adapters"]
     assert {"hash", "adapters", "versions", "base_model", "target"} <= set(manifest)
+    # The dlm tool's export: block is kept (defaults here), never trained.
+    assert manifest["export"] == {
+        "default_quant": "Q4_K_M",
+        "default_temperature": None,
+        "default_top_p": None,
+    }
     assert run_["steps"] == 12
     for key in ("final_train_loss", "eval_loss", "wall_seconds", "tokens_per_second"):
         assert math.isfinite(run_[key]) and run_[key] > 0, key
