@@ -23,6 +23,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+# The dlm tool's frontmatter schema versions this reader accepts (its CURRENT_SCHEMA_VERSION
+# is 15); a newer document may use keys this version of dlm-gen does not know.
+FORMAT_VERSIONS = (1, 15)
 AdapterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ModuleName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
 TargetModules = Literal["auto"] | Annotated[list[ModuleName], Field(min_length=1)]
@@ -161,7 +164,12 @@ class Frontmatter(_Strict):
     dlm_id: str | None = Field(
         None, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="Crockford-base32 ULID."
     )
-    dlm_version: int = Field(1, ge=1, le=1000, description="Format version of the document.")
+    dlm_version: int = Field(
+        1,
+        ge=1,
+        le=FORMAT_VERSIONS[1],
+        description="Format version of the document (the dlm tool's schema versions 1..15).",
+    )
     base_model: str = Field(
         min_length=1,
         max_length=4096,

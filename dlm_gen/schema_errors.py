@@ -13,7 +13,13 @@ from pydantic import ValidationError
 
 from dlm_gen import yamlsrc
 from dlm_gen.errors import Problem
-from dlm_gen.schema import PER_ADAPTER_FIELDS, AdapterSettings, Frontmatter, TrainingConfig
+from dlm_gen.schema import (
+    FORMAT_VERSIONS,
+    PER_ADAPTER_FIELDS,
+    AdapterSettings,
+    Frontmatter,
+    TrainingConfig,
+)
 
 
 def problems_from_validation(
@@ -43,6 +49,13 @@ def problems_from_validation(
             message = "required field is missing"
         elif errors[0]["type"] == "value_error":  # our own validators say what to do
             message = _expectation(errors[0])
+        elif path == ("dlm_version",) and errors[0]["type"] == "less_than_equal":
+            low, high = FORMAT_VERSIONS
+            message = (
+                f"{errors[0].get('input')} is newer than the format versions "
+                f"dlm-gen reads ({low}..{high}): upgrade dlm-gen, or write the document for "
+                f"version {high}"
+            )
         else:
             got = errors[0].get("input")
             expected = " or ".join(dict.fromkeys(_expectation(e) for e in errors))

@@ -34,3 +34,14 @@ def test_a_bad_export_value_is_a_located_error(tmp_path):
         done = run_dlm_gen("explain", path)
         assert done.returncode == 1 and expected in done.stderr, done.stderr
         assert "doc.dlm:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_format_versions_up_to_the_dlm_tools_current_are_read(tmp_path):
+    for version in (1, 2, 15):
+        path = write_dlm(tmp_path, {"dlm_version": version, "base_model": "smollm2-135m"})
+        assert run_dlm_gen("explain", path).returncode == 0
+    path = write_dlm(tmp_path, {"dlm_version": 16, "base_model": "smollm2-135m"})
+    done = run_dlm_gen("explain", path)
+    assert done.returncode == 1
+    assert "doc.dlm:2: dlm_version: 16 is newer than the format versions" in (done.stderr)
+    assert "(1..15)" in done.stderr
