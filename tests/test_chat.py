@@ -59,3 +59,33 @@ def test_the_header_names_the_system_prompt(tmp_path):
     header = Path(script).read_text(encoding="utf-8").split('"""', 1)[0]
     assert "# System turn:  'You are a helpful AI assistant named SmolLM" in header
     assert "(chat" in header and "template default)" in header
+
+
+def test_a_costly_template_is_stopped_not_run_to_the_end():
+    """A base directory is input too: a template that loops or allocates without end gives
+    "unknown" within the time budget, never a hang or gigabytes of output."""
+    import time
+
+    costly = (
+        '{{ "x" * 1000000000 }}{{ messages }}',
+        "{{ 10 ** 10 ** 10 }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% for i in range(100000) %}{{ 'eight ch' }}{% endfor %}{{ messages }}",
+    )
+    for template in costly:
+        started = time.perf_counter()
+        assert injected_system_prompt(template) is None, template
+        assert time.perf_counter() - started < 5, template
+    assert injected_system_prompt(SMOLLM2) is not None  # the budget leaves real templates be
+
+
+def test_a_system_prompt_stays_one_comment_line_in_the_header(tmp_path):
+    document = write_dlm(
+        tmp_path,
+        {"base_model": "smollm2-135m", "system_prompt": "one\nimport os; os.system('x')\u202e"},
+    )
+    script = run_dlm_gen("render", document, "--out", tmp_path / "out").stdout.strip()
+    header = Path(script).read_text(encoding="utf-8").split('"""', 1)[0]
+    [line] = [line for line in header.splitlines() if line.startswith("# System turn:")]
+    assert "\\nimport os" in line and "\\u202e" in line
+    assert not any(line.startswith("import") for line in header.splitlines())

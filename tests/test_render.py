@@ -192,3 +192,23 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path, cli):
     blocker.write_text("not a directory")
     code, _, err = cli("render", GALORE, "--out", blocker / "generated")
     assert code == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_the_launch_line_lists_every_flag_the_script_takes(tmp_path):
+    """render.LAUNCH_FLAGS is written by hand: a flag added to the template must join it."""
+    import ast
+
+    from tests.conftest import rendered_script, write_dlm
+
+    text = rendered_script(write_dlm(tmp_path, {"base_model": "smollm2-135m"}))
+    flags = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", None) == "add_argument"
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert len(flags) >= 8
+    header = text.split('"""', 1)[0]
+    launch = header[header.index("# Launch:") :].split("# Hash:")[0]
+    assert {flag for flag in flags if flag not in launch} == set()
