@@ -106,12 +106,16 @@ def count_parameters(config: dict, family: dict) -> int:
         attention += q_width + 2 * kv_width
     if config.get("attention_bias"):
         attention += hidden  # o_proj bias too
-    if family.get("qk_norm"):
-        attention += 2 * head_dim
+    attention += {"per_head": 2 * head_dim, "per_projection": q_width + kv_width}.get(
+        family.get("qk_norm", "none"), 0
+    )
     mlp = 3 * hidden * intermediate
     if config.get("mlp_bias"):
         mlp += 2 * intermediate + hidden
-    layer = attention + mlp + 2 * hidden  # input and post-attention norms
+    experts = config.get("num_local_experts") or 1
+    if experts > 1:  # a mixture of experts: one MLP per expert, and the router
+        mlp = experts * mlp + experts * hidden
+    layer = attention + mlp + family.get("layer_norms", 2) * hidden
     embeddings = vocab * hidden
     head = 0 if config.get("tie_word_embeddings", False) else vocab * hidden
     return embeddings + config["num_hidden_layers"] * layer + hidden + head
@@ -197,9 +201,14 @@ def read_config(directory: Path, limit: int) -> dict:
         raise BaseModelError(file, None, f"not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(config, dict):
         raise BaseModelError(file, None, "expected a JSON object")
-    for key in (*SHAPE_KEYS, "max_position_embeddings"):
+    for key in (*SHAPE_KEYS, "max_position_embeddings", "num_local_experts"):
         value = config.get(key)
-        optional = key in ("num_key_value_heads", "head_dim", "max_position_embeddings")
+        optional = key in (
+            "num_key_value_heads",
+            "head_dim",
+            "max_position_embeddings",
+            "num_local_experts",
+        )
         if value is None and (optional or key not in config):
             continue
         if not _is_int(value) or not 1 <= value <= (2**31 if optional else MAX_DIMENSION):

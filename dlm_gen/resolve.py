@@ -61,8 +61,14 @@ def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
 
     if key in rules.base_models:
         return basemodels.from_registry(key, rules.base_models[key], families)
+    hub_id = key.removeprefix(basemodels.HUB_PREFIX)
+    for name, entry in rules.unsupported_bases.items():
+        if key == name or (key.startswith(basemodels.HUB_PREFIX) and entry["hub_id"] == hub_id):
+            raise fail(
+                f"'{key}' names {entry['hub_id']} ({entry['modality']}), which dlm-gen does "
+                f"not support: {entry['why']} (rules/base_models.yaml, unsupported)"
+            )
     if key.startswith(basemodels.HUB_PREFIX):
-        hub_id = key.removeprefix(basemodels.HUB_PREFIX)
         for entry in rules.base_models.values():
             if entry["hub_id"] == hub_id:
                 return basemodels.from_registry(key, entry, families)
@@ -71,7 +77,9 @@ def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
             raise fail(f"expected hf:org/name with a Hub repository id, got '{key}': {problem}")
         return basemodels.from_hub_id(key, hub_id)
     if not basemodels.is_written_as_path(key):
-        close = difflib.get_close_matches(key, list(rules.base_models), n=1, cutoff=0.5)
+        close = [key.removesuffix("-instruct")] if key.endswith("-instruct") else []
+        if not close or close[0] not in rules.base_models:  # the bare key is the instruct model
+            close = difflib.get_close_matches(key, list(rules.base_models), n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
         local = Path(document.path).parent / key
         if local.is_dir():

@@ -128,6 +128,8 @@ class RuleSet:
     # The values each enumerated training field accepts (vocabulary.yaml, optimizers.yaml).
     vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     optimizers: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # Registry keys of bases dlm-gen cannot train (vision, audio), with why.
+    unsupported_bases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def models(self) -> FrontmatterModels:
         """The frontmatter models that accept what this rule set's vocabulary names."""

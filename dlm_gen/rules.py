@@ -102,6 +102,7 @@ def _build(
 ) -> RuleSet:
     tables: list[Table] = []
     base_models: dict[str, dict] = {}
+    unsupported_bases: dict[str, dict] = {}
     model_lines: dict[str, str] = {}  # base model key -> "rules/base_models.yaml:LINE"
     architectures: dict[str, dict] = {}
     targets: dict[str, dict] = {}
@@ -120,6 +121,7 @@ def _build(
             tables.append(_table(label, document, checked, sets))
         elif kind == "base_models":
             base_models.update(value["models"])
+            unsupported_bases.update(value.get("unsupported", {}))
             for key in value["models"]:
                 model_lines[key] = f"{label}:{document.line_of(('models', key, 'model_type'))}"
         elif kind == "architectures":
@@ -150,6 +152,8 @@ def _build(
                 f"'{entry['model_type']}' is not a family of architectures.yaml and the model "
                 "lists no target_modules"
             )
+    for key in sorted(set(base_models) & set(unsupported_bases)):
+        problems.append(f"{model_lines[key]}: models/{key}: also listed under unsupported")
     if not vocabulary:
         problems.append("rules/: no vocabulary table (kind: vocabulary)")
     if not optimizers:
@@ -182,6 +186,7 @@ def _build(
     return RuleSet(
         tables=tuple(ordered_tables),
         base_models=base_models,
+        unsupported_bases=unsupported_bases,
         architectures=architectures,
         targets=targets,
         default_target=default_target or "",

@@ -3,7 +3,7 @@ dlm_version: 1
 # A real SmolLM2-135M-Instruct learns a house style: every answer is one
 # sentence that ends with "Ahoy!". `make demo` builds the base offline
 # (examples/real_model.py) and runs the script with --base-dir pointing at it.
-base_model: smollm2-135m-instruct
+base_model: smollm2-135m
 system_prompt: You are the ship's assistant. Answer in one short sentence.
 training:
   adapter: lora

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dlm_gen.basemodels import format_size, from_directory, safetensors_parameters
+from dlm_gen.basemodels import count_parameters, format_size, from_directory, safetensors_parameters
 from dlm_gen.rules import load_rules
 from tests.conftest import plan_of
 
@@ -28,6 +28,10 @@ CONFIGS = {
     "mistral": ("MistralConfig", {"tie_word_embeddings": False}),
     "qwen2": ("Qwen2Config", {"tie_word_embeddings": True}),
     "qwen3": ("Qwen3Config", {"tie_word_embeddings": False, "head_dim": 16}),
+    "gemma2": ("Gemma2Config", {"head_dim": 32}),
+    "olmo2": ("Olmo2Config", {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None}),
+    "smollm3": ("SmolLM3Config", {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2}),
+    "mixtral": ("MixtralConfig", {"num_local_experts": 4, "tie_word_embeddings": False}),
     "phi3": (
         "Phi3Config",
         {
@@ -91,8 +95,32 @@ def test_format_size(params, text):
     assert format_size(params) == text
 
 
-def test_registry_has_the_well_known_bases():
-    registry = load_rules().base_models
-    assert len(registry) >= 10
-    for key in ("smollm2-135m", "qwen2.5-7b", "llama-3.1-8b", "mistral-7b", "phi-3.5-mini"):
-        assert key in registry
+# Sizes the model cards publish (rounded as they print them): the registry's
+# shapes must reproduce them, so a typo in a config line cannot pass.
+PUBLISHED_SIZES = {
+    "smollm2-135m": "135M",
+    "smollm2-1.7b": "1.7B",
+    "qwen2.5-1.5b": "1.5B",
+    "qwen2.5-7b": "7.6B",
+    "qwen3-1.7b": "1.7B",
+    "qwen3-4b": "4B",
+    "qwen3-8b": "8.2B",
+    "llama-3.2-1b": "1.2B",
+    "llama-3.1-8b": "8B",
+    "mistral-7b": "7.2B",
+    "phi-3.5-mini": "3.8B",
+    "phi-4-mini-reasoning": "3.8B",
+    "smollm3-3b": "3.1B",
+    "olmo-2-7b-instruct": "7.3B",
+    "gemma-2-2b-it": "2.6B",
+    "gemma-2-9b-it": "9.2B",
+    "mixtral-8x7b-instruct": "46.7B",
+}
+
+
+@pytest.mark.parametrize("key", sorted(PUBLISHED_SIZES))
+def test_registry_shapes_give_the_published_size(key):
+    rules = load_rules()
+    entry = rules.base_models[key]
+    family = rules.architectures[entry["model_type"]]
+    assert format_size(count_parameters(entry["config"], family)) == PUBLISHED_SIZES[key]

@@ -54,7 +54,7 @@ def test_a_local_base_without_a_document_prompt_plans_under_its_templates(tmp_pa
 
 
 def test_the_header_names_the_system_prompt(tmp_path):
-    document = write_dlm(tmp_path, {"base_model": "smollm2-135m-instruct"})
+    document = write_dlm(tmp_path, {"base_model": "smollm2-135m"})
     script = run_dlm_gen("render", document, "--out", tmp_path / "out").stdout.strip()
     header = Path(script).read_text(encoding="utf-8").split('"""', 1)[0]
     assert "# System turn:  'You are a helpful AI assistant named SmolLM" in header

@@ -45,13 +45,3 @@ def test_format_versions_up_to_the_dlm_tools_current_are_read(tmp_path):
     assert done.returncode == 1
     assert "doc.dlm:2: dlm_version: 16 is newer than the format versions" in (done.stderr)
     assert "(1..15)" in done.stderr
-
-
-def test_the_dlm_tools_coder_key_names_its_instruct_model(tmp_path):
-    from dlm_gen.rules import load_rules
-
-    entry = load_rules().base_models["qwen2.5-coder-1.5b"]
-    assert entry["hub_id"] == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
-    path = write_dlm(tmp_path, {"base_model": "qwen2.5-coder-1.5b"})
-    data = json.loads(run_dlm_gen("explain", path, "--json").stdout)
-    assert round(data["base_model"]["params"] / 1e9, 2) == 1.54  # the model card's 1.54B

@@ -105,7 +105,7 @@ def test_system_prompt_and_base_reach_the_script(tmp_path):
     rules = load_rules()
     document = load_document(path)
     render_base = render_plans(document, make_plans(document, rules, "cpu"), rules).text
-    assert '"path": "Qwen/Qwen2.5-0.5B"' in render_base
+    assert '"path": "Qwen/Qwen2.5-0.5B-Instruct"' in render_base
 
 
 @pytest.mark.parametrize("field", sorted(NO_EFFECT))
