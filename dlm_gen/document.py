@@ -8,6 +8,7 @@ the line it starts on, so that errors and the generated script can point at it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -21,6 +22,7 @@ from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.limits import limits
 from dlm_gen.schema import Frontmatter, FrontmatterModels, TrainingConfig
 from dlm_gen.schema_errors import problems_from_validation
+from dlm_gen.sources import SourceReport, expand_sources
 
 SECTION_KINDS = ("prose", "instruction", "preference")
 _FENCE_LIKE = re.compile(r"^::.*::$")
@@ -82,6 +84,7 @@ class TextRow:
     line: int
     adapter: str | None
     text: str
+    source: str | None = None  # the file under training.sources it was read from
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Document:
     sections: tuple[Section, ...]
     field_lines: dict[tuple[str | int, ...], int]
     frontmatter_line: int
+    sources: tuple[SourceReport, ...] = ()  # what training.sources read, per directive
 
     @property
     def training(self) -> TrainingConfig:
@@ -139,6 +143,15 @@ class Document:
     @property
     def rows(self) -> list[Row]:
         return [row for section in self.sections for row in section.rows]
+
+    def written_line(self, dotted_field: str) -> int | None:
+        """The line of a frontmatter field (or of the block holding it), if written."""
+        path: tuple[str | int, ...] = tuple(dotted_field.split("."))
+        while path:
+            if path in self.field_lines:
+                return self.field_lines[path]
+            path = path[:-1]
+        return None
 
     def line_of(self, dotted_field: str) -> int:
         """The line of a frontmatter field such as `training.optimizer` (or its parent)."""
@@ -171,16 +184,82 @@ def load_document(
     caps = limits()  # rules/limits.yaml: documents are corpora written by hand, not dumps
     text = _read_text(file, caps["max_document_bytes"], data)
     front_text, front_start, body_lines, body_start = _split_frontmatter(file, text)
-    front = yamlsrc.load(front_text, file, line_offset=front_start - 1)
+    front = _migrated(yamlsrc.load(front_text, file, line_offset=front_start - 1))
     problems: list[Problem] = []
     frontmatter = _validate_frontmatter(models.frontmatter, file, front, front_start, problems)
     sections = _parse_body(file, body_lines, body_start, problems)
+    sources: list[SourceReport] = []
+    if frontmatter is not None and frontmatter.training.sources:
+        sources, source_problems = expand_sources(
+            file,
+            frontmatter.training.sources,
+            frontmatter.training.sources_policy == "strict",
+            front.line_of,
+            caps["max_document_bytes"] - len(text.encode("utf-8")),
+            caps["max_source_files_walked"],
+        )
+        problems.extend(source_problems)
+        sections.extend(_source_sections(sources))
     if frontmatter is not None:
         _check_adapter_tags(file, frontmatter, sections, problems)
         _check_caps(file, frontmatter, front, sections, caps, problems)
     if problems or frontmatter is None:
         raise DlmError(problems)
-    return Document(file, frontmatter, tuple(sections), front.lines, front_start)
+    return Document(file, frontmatter, tuple(sections), front.lines, front_start, tuple(sources))
+
+
+def _source_sections(reports: list[SourceReport]) -> list[Section]:
+    """One prose section per directive, one row per file, at the directive's `path:` line."""
+    return [
+        Section(
+            "prose",
+            None,
+            report.line,
+            tuple(TextRow(report.line, None, f.row_text, f.relpath) for f in report.files),
+        )
+        for report in reports
+        if report.files
+    ]
+
+
+def _migrated(front: yamlsrc.SourcedYaml) -> yamlsrc.SourcedYaml:
+    """The dlm format's v1 -> v2 migration, in memory: a `dlm_version: 1` document's
+    `training.dpo` becomes `training.preference` (the only one of its migrations that
+    changes data). Errors in the moved fields still point at their lines under `dpo:`."""
+    value = front.value
+    if not isinstance(value, dict) or value.get("dlm_version") != 1:
+        return front
+    training = value.get("training")
+    if not isinstance(training, dict) or "dpo" not in training:
+        return front
+    dpo = training["dpo"]
+    lines = dict(front.lines)
+    old, new = ("training", "dpo"), ("training", "preference")
+    if old in lines:
+        lines[new] = lines[old]
+    preference: object = dpo
+    if isinstance(dpo, dict):
+        moved: dict[str, object] = {"method": "dpo"}
+        hyperparams: dict[str, object] = {}
+        for key, item in dpo.items():
+            if key in ("beta", "learning_rate", "num_epochs"):
+                hyperparams[key] = item
+                target: tuple[str | int, ...] = (*new, "hyperparams", key)
+            else:
+                renamed = (key, item) == ("reference", "pre_dpo_adapter")
+                moved[key] = "pre_adapter" if renamed else item
+                target = (*new, key)
+            if (*old, key) in lines:
+                lines[target] = lines[(*old, key)]
+        if hyperparams:
+            moved["hyperparams"] = hyperparams
+        preference = moved
+    migrated = {k: v for k, v in training.items() if k != "dpo"}
+    if "preference" in training:  # both spellings: let validation name the old one
+        migrated["dpo"] = dpo
+    else:
+        migrated["preference"] = preference
+    return dataclasses.replace(front, value={**value, "training": migrated}, lines=lines)
 
 
 def _read_text(file: str, limit: int, data: bytes | None = None) -> str:
@@ -300,8 +379,18 @@ def _parse_body(file: str, lines: list[str], first_line: int, problems: list[Pro
     return sections
 
 
+UNSUPPORTED_SECTIONS = ("image", "audio")  # the dlm format's media sections
+
+
 def _bad_fence_message(fence: str) -> str:
     word = fence.strip(":").split("#")[0]
+    if (word.split() or [""])[0] in UNSUPPORTED_SECTIONS:
+        kind = word.split()[0]
+        return (
+            f"::{kind}:: sections (the dlm format's {kind} inputs) are not supported: "
+            "dlm-gen trains text-only causal language models; remove the section, or "
+            "train this document with the dlm tool"
+        )
     close = difflib.get_close_matches(word, SECTION_KINDS, n=1, cutoff=0.6)
     hint = f"; did you mean '::{close[0]}::'?" if close else ""
     return (
@@ -326,6 +415,7 @@ def _parse_section(
         first = start + next(i for i, line in enumerate(lines) if line.strip())
         return [TextRow(first, adapter, text)]
     headings = _HEADINGS[kind]
+    lines = _without_markers(file, kind, start, lines, problems)
     rows: list[Row] = []
     parts: list[str] = []  # finished texts of the record being read
     current: list[str] | None = None  # lines under the latest heading
@@ -382,6 +472,44 @@ def _parse_section(
     if not rows and not parts:
         problems.append(Problem(file, start, None, f"::{kind}:: section has no '{headings[0]}'"))
     return rows
+
+
+# The provenance comments the dlm tool writes right after a section's fence line
+# (`dlm harvest`, `dlm preference mine`, `dlm synth instructions`), and the
+# sections each may follow. They are metadata, not training text.
+_MARKER = re.compile(r"^<!-- (?P<name>dlm-auto-[a-z]+):.* -->$")
+MARKER_SECTIONS = {
+    "dlm-auto-harvest": ("instruction", "preference"),
+    "dlm-auto-mined": ("preference",),
+    "dlm-auto-synth": ("instruction",),
+}
+
+
+def _without_markers(
+    file: str, kind: str, start: int, lines: list[str], problems: list[Problem]
+) -> list[str]:
+    """The section's lines with its leading dlm-auto-* markers blanked (lines stay put)."""
+    kept = list(lines)
+    for index, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        marker = _MARKER.match(raw.strip())
+        if marker is None or marker["name"] not in MARKER_SECTIONS:
+            break
+        allowed = MARKER_SECTIONS[marker["name"]]
+        if kind not in allowed:
+            where = " or ".join(f"::{k}::" for k in allowed)
+            problems.append(
+                Problem(
+                    file,
+                    start + 1 + index,
+                    None,
+                    f"the {marker['name']} marker belongs after a {where} fence line, "
+                    f"not in a ::{kind}:: section",
+                )
+            )
+        kept[index] = ""
+    return kept
 
 
 def _check_adapter_tags(

@@ -36,6 +36,7 @@ class Finding:
     source: str
     token: str | None = None
     field: str | None = None
+    line: int | None = None  # the field's line in the document, where it is written there
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
                 decisions.append(Decision(name, resolved, rule.id, rule.source))
             if rule.warn:
                 token, message = (fill(text, known) for text in rule.warn)
-                warnings.append(Finding(rule.id, message, rule.source, token=token))
+                blamed = _first_document_field(rule)
+                warnings.append(Finding(rule.id, message, rule.source, token=token, field=blamed))
             if rule.refuse:
                 message, blamed = rule.refuse
                 blamed = blamed or _first_document_field(rule)
@@ -107,7 +109,7 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
 
 
 def _first_document_field(rule: Rule) -> str | None:
-    """The document field a refusal points at: the first training.* fact it tests."""
+    """The document field a finding points at: the first training.* fact it tests."""
     for test in rule.condition:
         if test.fact.startswith("training."):
             return test.fact

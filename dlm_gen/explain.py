@@ -39,9 +39,13 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
     lines += memory_lines(plan)
     if plan.rows is not None:
         lines.append(f"rows: {plan.rows.describe()}")
+    lines += [f"source {report.describe()}" for report in plan.sources]
     lines.append(f"system prompt: {describe_system_prompt(plan.system_prompt)}")
     for warning in plan.warnings:
-        lines.append(f"warning {warning.token} ({warning.source}): {warning.message.strip()}")
+        where = f" at line {warning.line}, {warning.field}" if warning.line else ""
+        lines.append(
+            f"warning {warning.token} ({warning.source}){where}: {warning.message.strip()}"
+        )
     for refusal in plan.refusals:
         lines.append(f"refused {refusal.id} ({refusal.source}): {refusal.message.strip()}")
     lines.append("requirements: " + (", ".join(plan.requirements) or "none"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping
 
+from pydantic import BaseModel
+
 from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
 from dlm_gen.schema import TrainingConfig
 
@@ -68,12 +70,50 @@ def _domain_of(annotation: object) -> Domain:
 
 
 def training_facts(training: type[TrainingConfig]) -> dict[str, Domain]:
-    """The `training.*` facts of a rule set's training model (its vocabulary's enums)."""
-    return {
-        f"training.{name}": _domain_of(field.annotation)
-        for name, field in training.model_fields.items()
-        if name != "adapters"
-    }
+    """The `training.*` facts of a rule set's training model (its vocabulary's enums);
+    a block of the format (`training.gate`, ...) adds one fact per field inside it."""
+    domains: dict[str, Domain] = {}
+    for name, field in training.model_fields.items():
+        if name != "adapters":
+            domains[f"training.{name}"] = _domain_of(field.annotation)
+            domains.update(_block_domains(f"training.{name}", field.annotation))
+    return domains
+
+
+def _block_model(annotation: object) -> type[BaseModel] | None:
+    """The model of a nested block (`GateConfig | None` -> GateConfig), else None."""
+    for arg in typing.get_args(annotation) or (annotation,):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _block_domains(prefix: str, annotation: object) -> dict[str, Domain]:
+    model = _block_model(annotation)
+    if model is None:
+        return {}
+    optional = type(None) in typing.get_args(annotation)
+    domains: dict[str, Domain] = {}
+    for name, field in model.model_fields.items():
+        domain = _domain_of(field.annotation)
+        if domain is not None and optional and None not in domain:
+            domain = (*domain, None)  # an unwritten block leaves its fields null
+        domains[f"{prefix}.{name}"] = domain
+        domains.update(_block_domains(f"{prefix}.{name}", field.annotation))
+    return domains
+
+
+def _block_facts(prefix: str, annotation: object, value: object) -> dict[str, object]:
+    """One fact per field of a nested block; null fields when the block is not written."""
+    model = _block_model(annotation)
+    if model is None:
+        return {}
+    facts: dict[str, object] = {}
+    for name, field in model.model_fields.items():
+        inner = getattr(value, name) if value is not None else None
+        facts[f"{prefix}.{name}"] = inner.model_dump() if isinstance(inner, BaseModel) else inner
+        facts.update(_block_facts(f"{prefix}.{name}", field.annotation, inner))
+    return facts
 
 
 def input_fact_domains(training: type[TrainingConfig]) -> dict[str, Domain]:
@@ -95,6 +135,9 @@ def document_facts(document: Document, adapter: str | None) -> dict[str, object]
     settings = document.training.for_adapter(adapter)
     rows = [row for row in document.rows if row.adapter in (None, adapter)]
     facts: dict[str, object] = {f"training.{key}": value for key, value in settings.items()}
+    for name, field in type(document.training).model_fields.items():
+        value = getattr(document.training, name)
+        facts.update(_block_facts(f"training.{name}", field.annotation, value))
     facts.update(
         {
             "corpus.text_rows": sum(isinstance(r, TextRow) for r in rows),

@@ -19,6 +19,7 @@ from dlm_gen.resources import data_dir
 
 LIMIT_FIELDS = (
     "max_document_bytes",
+    "max_source_files_walked",
     "max_rows",
     "max_adapters",
     "max_script_bytes",

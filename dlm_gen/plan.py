@@ -10,6 +10,7 @@ optim, then one warn= per warning.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from dlm_gen import basemodels, engine, facts
@@ -17,6 +18,7 @@ from dlm_gen.document import Document
 from dlm_gen.errors import DlmError, Problem
 from dlm_gen.resolve import resolve_base, resolve_target
 from dlm_gen.rules import Requirement, RuleSet
+from dlm_gen.sources import SourceReport
 from dlm_gen.split import RowCounts, row_counts, script_rows
 
 # Keys explain --json always has in "plan"; a refused plan may leave them null.
@@ -44,6 +46,7 @@ class Plan:
     rows: RowCounts | None = None  # the split the script will make (None: undecided plan)
     system_prompt: dict[str, object] | None = None  # {"text", "source"}: what training sees
     export: dict[str, object] | None = None  # the document's export: block, kept as is
+    sources: tuple[SourceReport, ...] = ()  # what training.sources read
 
     @property
     def refused(self) -> bool:
@@ -81,10 +84,17 @@ class Plan:
             "rows": self.rows.to_json() if self.rows else None,
             "system_prompt": self.system_prompt,
             "export": self.export,
+            "sources": [report.to_json() for report in self.sources],
         }
         if self.adapter_name is not None:
             data = {"name": self.adapter_name, **data}
         return data
+
+
+def _located(finding: engine.Finding, document: Document) -> engine.Finding:
+    """The finding with the line of its field, when the document writes that field."""
+    line = document.written_line(finding.field) if finding.field else None
+    return dataclasses.replace(finding, line=line) if line is not None else finding
 
 
 def _finding_json(finding: engine.Finding) -> dict[str, object]:
@@ -93,6 +103,8 @@ def _finding_json(finding: engine.Finding) -> dict[str, object]:
         data["token"] = finding.token
     if finding.field is not None:
         data["field"] = finding.field
+    if finding.line is not None:
+        data["line"] = finding.line
     data["source"] = finding.source
     return data
 
@@ -125,7 +137,7 @@ def make_plans(
                 settings=document.training.for_adapter(adapter),
                 fields=outcome.fields,
                 decisions=outcome.decisions,
-                warnings=outcome.warnings,
+                warnings=tuple(_located(w, document) for w in outcome.warnings),
                 refusals=outcome.refusals,
                 requirements=merge_requirements(req for req, _ in outcome.requirements),
                 requirement_specs=tuple(req for req, _ in outcome.requirements),
@@ -133,6 +145,7 @@ def make_plans(
                 fired=outcome.fired,
                 system_prompt=system_prompt,
                 export=document.frontmatter.export.model_dump(),
+                sources=document.sources,
                 rows=row_counts(
                     rows, adapter, outcome.fields.get("seed"), outcome.fields.get("eval_fraction")
                 ),

@@ -108,6 +108,7 @@ def _context(
         }
         for p in plans
     ]
+    source_lines = [{"label": "Source", "text": report.describe()} for report in document.sources]
     row_counts = [
         {
             "label": f"Rows [{p.adapter_name}]" if p.adapter_name else "Rows",
@@ -138,6 +139,8 @@ def _context(
         },
         "system_prompt": document.frontmatter.system_prompt,
         "export": document.frontmatter.export.model_dump(),
+        "sources": [report.to_json() for report in document.sources],
+        "source_lines": source_lines,
         "requirements": list(requirements_of(plans)),
         "warnings": warnings,
         "plans": reasons,
@@ -145,7 +148,9 @@ def _context(
         "row_counts": row_counts,
         "base_description": _base_description(base),
         "launch_flags": LAUNCH_FLAGS,
-        "header_width": header_width([*reasons, *warnings, *row_counts, {"label": "System turn"}]),
+        "header_width": header_width(
+            [*reasons, *warnings, *row_counts, *source_lines, {"label": "System turn"}]
+        ),
         "adapters": [
             {
                 "name": plan.adapter_name,

@@ -23,16 +23,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from dlm_gen.schema_blocks import FormatBlocks
+from dlm_gen.schema_blocks import Strict as _Strict
+
 # The dlm tool's frontmatter schema versions this reader accepts (its CURRENT_SCHEMA_VERSION
 # is 15); a newer document may use keys this version of dlm-gen does not know.
 FORMAT_VERSIONS = (1, 15)
 AdapterName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ModuleName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]
 TargetModules = Literal["auto"] | Annotated[list[ModuleName], Field(min_length=1)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class AdapterSettings(_Strict):
@@ -62,8 +61,8 @@ class AdapterSettings(_Strict):
 PER_ADAPTER_FIELDS = tuple(AdapterSettings.model_fields)
 
 
-class TrainingConfig(AdapterSettings):
-    """The `training:` block."""
+class TrainingConfig(FormatBlocks, AdapterSettings):
+    """The `training:` block (the dlm format's further blocks come from FormatBlocks)."""
 
     sequence_len: int = Field(2048, ge=64, le=32768, description="Maximum tokens per row.")
     micro_batch_size: Literal["auto"] | Annotated[int, Field(ge=1, le=65536)] = Field(

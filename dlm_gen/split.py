@@ -24,9 +24,10 @@ def script_rows(document: Document) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for row in document.rows:
         if isinstance(row, TextRow):
-            rows.append(
-                {"kind": "text", "adapter": row.adapter, "line": row.line, "text": row.text}
-            )
+            text_row = {"kind": "text", "adapter": row.adapter, "line": row.line, "text": row.text}
+            if row.source is not None:  # a file of training.sources: its line is the path's
+                text_row["source"] = row.source
+            rows.append(text_row)
         elif isinstance(row, InstructionRow):
             rows.append(
                 {

@@ -81,7 +81,11 @@ def test_qlora_example_on_t4(cli):
 
 
 def test_every_example_explains(cli, tmp_path, tiny_model):
+    import shutil
+
+    shutil.copytree(EXAMPLES.parent / "docs", tmp_path / "docs")  # from-docs.dlm reads ../docs
+    (tmp_path / "examples").mkdir()
     for example in sorted(EXAMPLES.glob("*.dlm")):
-        path = example_in(tmp_path, example.name, tiny_model)
+        path = example_in(tmp_path / "examples", example.name, tiny_model)
         code, _, err = cli("explain", path, "--target", "h100")
         assert code == 0, (example, err)

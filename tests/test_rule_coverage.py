@@ -42,6 +42,10 @@ SPECIAL = (
     {"sequence_len": 32768},
     {"eval_fraction": 0.2},
     {"lora_dropout": 0.1},
+    {"cpt": {"schedule": "dapt"}},
+    {"cpt": {"embed_warmup_steps": 5}},
+    {"gate": {"enabled": True}},
+    {"cache": {}, "audio": {}},
     *(
         {knob: value}
         for knob, value in (

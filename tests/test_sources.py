@@ -1,0 +1,214 @@
+"""`training.sources`: files become prose rows, in order, bounded, confined, hashed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dlm_gen.document import TextRow, load_document
+from dlm_gen.errors import DlmError
+from dlm_gen.sources import _glob
+from tests.conftest import EXAMPLES, run_dlm_gen, write_dlm
+
+REPOSITORY = EXAMPLES.parent
+
+
+def tree(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def document_with(tmp_path: Path, *directives: dict, policy: str = "permissive") -> Path:
+    training = {"sources_policy": policy, "sources": list(directives)}
+    return write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": training}, "Body.\n")
+
+
+def source_rows(path: Path) -> list[TextRow]:
+    return [row for row in load_document(path).rows if getattr(row, "source", None)]
+
+
+def test_each_file_is_one_prose_row_headed_by_its_path_in_lexicographic_order(tmp_path):
+    tree(
+        tmp_path / "notes",
+        {
+            "b.md": b"Second.\n",
+            "a.md": b"\xef\xbb\xbfFirst,\r\nwith CRLF.\r\n",
+            "sub/c.txt": b"Third.\n",
+            "image.png": b"\x89PNG\r\n\x1a\n\0\0\0",
+            "latin1.txt": "caf\xe9".encode("latin-1"),
+            "blank.md": b"  \n",
+        },
+    )
+    path = document_with(tmp_path, {"path": "notes"})
+    rows = source_rows(path)
+    assert [row.source for row in rows] == ["a.md", "b.md", "sub/c.txt"]
+    assert rows[0].text == "# source: a.md\n\nFirst,\nwith CRLF.\n"  # BOM and CR gone
+    path_line = path.read_text(encoding="utf-8").split("\n").index("  - path: notes") + 1
+    assert rows[0].line == path_line and rows[0].adapter is None  # the directive's line
+    (report,) = load_document(path).sources
+    assert report.skipped == {
+        "binary": 1,
+        "not_utf8": 1,
+        "empty": 1,
+        "over_max_bytes": 0,
+        "over_max_files": 0,
+        "unreadable": 0,
+    }
+    assert "3 files" in report.describe() and "1 not UTF-8" in report.describe()
+
+
+def test_include_exclude_and_the_caps(tmp_path):
+    tree(
+        tmp_path / "code",
+        {
+            "a.py": b"a = 1\n",
+            "pkg/b.py": b"b = 2\n",
+            "pkg/c.py": b"c = 3\n" * 100,
+            "tests/test_a.py": b"assert True\n",
+            "README.md": b"Read me.\n",
+        },
+    )
+    directive = {"path": "./code", "include": ["**/*.py"], "exclude": ["tests/**"]}
+    path = document_with(tmp_path, directive)
+    assert [r.source for r in source_rows(path)] == ["a.py", "pkg/b.py", "pkg/c.py"]
+    path = document_with(tmp_path, {**directive, "max_bytes_per_file": 100, "max_files": 1})
+    assert [r.source for r in source_rows(path)] == ["a.py"]
+    (report,) = load_document(path).sources
+    assert report.skipped["over_max_files"] == 2  # cut first, in order
+    single = document_with(tmp_path, {"path": "code/README.md"})
+    assert [r.text for r in source_rows(single)] == ["# source: README.md\n\nRead me.\n"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matches", "misses"),
+    [
+        ("**/*.py", ["a.py", "x/y/a.py"], ["a.pyc", "a.py/x"]),
+        ("*.md", ["a.md"], ["sub/a.md"]),
+        ("tests/**", ["tests/a", "tests/a/b.py"], ["src/tests/a"]),
+        ("file?.[ch]", ["file1.c", "filex.h"], ["file12.c", "file1.py"]),
+        ("[!a]*.txt", ["b.txt"], ["a.txt"]),
+        ("notes (old).md", ["notes (old).md"], ["notes old.md"]),
+    ],
+)
+def test_globs_follow_posix_rules_where_double_star_spans_directories(pattern, matches, misses):
+    glob = _glob(pattern)
+    assert all(glob.fullmatch(path) for path in matches)
+    assert not any(glob.fullmatch(path) for path in misses)
+
+
+def test_a_missing_path_is_a_located_error_naming_the_path_line(tmp_path):
+    path = document_with(tmp_path, {"path": "./nowhere"}, {"path": "/no/such/dir"})
+    done = run_dlm_gen("explain", path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = path.read_text(encoding="utf-8").split("\n")
+    first, second = (
+        lines.index("  - path: ./nowhere") + 1,
+        lines.index("  - path: /no/such/dir") + 1,
+    )
+    assert (
+        f"doc.dlm:{first}: training.sources.0.path: no such file or directory './nowhere' "
+        "(relative to the document's directory)"
+    ) in done.stderr
+    assert (
+        f"doc.dlm:{second}: training.sources.1.path: no such file or directory '/no/such/dir'"
+        in (done.stderr)
+    )
+
+
+def test_tilde_is_the_home_directory(tmp_path, monkeypatch):
+    tree(tmp_path / "home" / "notes", {"n.md": b"From home.\n"})
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = document_with(tmp_path, {"path": "~/notes"})
+    assert [r.text for r in source_rows(path)] == ["# source: n.md\n\nFrom home.\n"]
+    assert load_document(path).sources[0].path == "~/notes"  # kept as written
+
+
+def test_strict_policy_confines_paths_and_links_to_the_documents_directory(tmp_path):
+    tree(tmp_path / "outside", {"secret.txt": b"key\n"})
+    project = tmp_path / "project"
+    tree(project / "notes", {"ok.md": b"Fine.\n"})
+    os.symlink(tmp_path / "outside" / "secret.txt", project / "notes" / "link.txt")
+    escaping = document_with(project, {"path": "../outside"}, policy="strict")
+    with pytest.raises(DlmError, match="resolves outside the document's directory"):
+        load_document(escaping)
+    linked = document_with(project, {"path": "notes"}, policy="strict")
+    with pytest.raises(DlmError, match=r"'notes/link\.txt' is a link to a file outside"):
+        load_document(linked)
+    permissive = document_with(project, {"path": "notes"})
+    assert [r.source for r in source_rows(permissive)] == ["link.txt", "ok.md"]
+    inside = document_with(project, {"path": "notes", "exclude": ["link.txt"]}, policy="strict")
+    assert [r.source for r in source_rows(inside)] == ["ok.md"]
+
+
+def test_sources_count_toward_the_document_size_cap(tmp_path, monkeypatch):
+    from dlm_gen import document as document_module
+
+    tree(tmp_path / "big", {"a.txt": b"x" * 5000})
+    capped = {**document_module.limits(), "max_document_bytes": 4000}
+    monkeypatch.setattr(document_module, "limits", lambda: capped)
+    with pytest.raises(DlmError, match="add more text than the document may hold"):
+        load_document(document_with(tmp_path, {"path": "big"}))
+
+
+def test_a_bad_directive_is_a_located_schema_error(tmp_path):
+    path = document_with(tmp_path, {"path": "notes", "max_files": 0, "includes": ["*"]})
+    done = run_dlm_gen("explain", path)
+    assert done.returncode == 1
+    assert "training.sources.0.max_files" in done.stderr
+    assert "unknown key 'includes'" in done.stderr
+
+
+def repository_docs_example(tmp_path: Path, tiny_model: Path) -> tuple[Path, Path]:
+    """examples/from-docs.dlm over a copy of this repository's docs/, on the tiny model."""
+    shutil.copytree(REPOSITORY / "docs", tmp_path / "docs")
+    (tmp_path / "examples").mkdir()
+    text = (EXAMPLES / "from-docs.dlm").read_text(encoding="utf-8")
+    text = text.replace("base_model: ../runs/tiny-llama", f"base_model: {tiny_model}")
+    document = tmp_path / "examples" / "from-docs.dlm"
+    document.write_text(text, encoding="utf-8")
+    return document, tmp_path / "docs"
+
+
+@pytest.mark.slow
+def test_a_sources_document_trains_and_check_flags_a_changed_source(tmp_path, tiny_model):
+    import subprocess
+    import sys
+
+    document, docs = repository_docs_example(tmp_path, tiny_model)
+    out = tmp_path / "generated"
+    rendered = run_dlm_gen("render", document, "--out", out, "--target", "cpu")
+    assert rendered.returncode == 0, rendered.stderr
+    script = Path(rendered.stdout.strip())
+    text = script.read_text(encoding="utf-8")
+    assert str(tmp_path) not in text  # paths stay as written, relative
+    assert '"path": "../docs"' in text and "# source: dora-vs-lora.md" in text
+    config = ["--config", str(REPOSITORY / "pyproject.toml"), "--no-cache"]
+    for command in (["check"], ["format", "--check"]):
+        ruff = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, *config, str(script)], capture_output=True
+        )
+        assert ruff.returncode == 0, ruff.stdout.decode()
+    run = subprocess.run(
+        [sys.executable, str(script), "--output-dir", str(tmp_path / "run"), "--max-steps", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    (source,) = manifest["sources"]
+    files = {f["path"] for f in source["files"]}
+    assert files == {p.relative_to(docs).as_posix() for p in docs.rglob("*.md")}
+    assert manifest["adapters"][0]["steps"] == 3
+    assert run_dlm_gen("check", document, "--out", out, "--target", "cpu").returncode == 0
+    changed = docs / "dora-vs-lora.md"
+    changed.write_text(changed.read_text(encoding="utf-8") + "\nOne more line.\n", "utf-8")
+    stale = run_dlm_gen("check", document, "--out", out, "--target", "cpu")
+    assert stale.returncode == 1 and "stale:" in stale.stderr
