@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dlm_gen.document import TextRow, load_document
 from dlm_gen.errors import DlmError
@@ -212,3 +214,56 @@ def test_a_sources_document_trains_and_check_flags_a_changed_source(tmp_path, ti
     changed.write_text(changed.read_text(encoding="utf-8") + "\nOne more line.\n", "utf-8")
     stale = run_dlm_gen("check", document, "--out", out, "--target", "cpu")
     assert stale.returncode == 1 and "stale:" in stale.stderr
+
+
+@pytest.mark.parametrize("written", ["bad\0path", "x" * 4000, "/dev/zero", "fifo"])
+def test_hostile_paths_are_located_errors_or_skips_never_a_hang(tmp_path, written):
+    os.mkfifo(tmp_path / "fifo")
+    path = document_with(tmp_path, {"path": written})
+    try:
+        document = load_document(path)
+    except DlmError as exc:
+        assert exc.problems[0].field == "training.sources.0.path"
+        return
+    (report,) = document.sources
+    assert report.files == () and report.skipped["unreadable"] == 1
+
+
+def test_source_text_reaches_the_script_only_as_a_literal(tmp_path):
+    import ast
+
+    from dlm_gen.pipeline import plan_document
+
+    hostile = '"""\nimport os; os.system("touch pwned")  # \\\n{{ x }} {% raw %}\n'
+    tree(tmp_path / "notes", {"evil.py": hostile.encode()})
+    path = document_with(tmp_path, {"path": "notes"})
+    text = plan_document(path, "cpu").render(tmp_path / "out").text
+    module = ast.parse(text)
+    calls = [
+        node.func.attr
+        for node in ast.walk(module)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    ]
+    assert "system" not in calls
+    constants = [n.value for n in ast.walk(module) if isinstance(n, ast.Constant)]
+    assert f"# source: evil.py\n\n{hostile}" in constants
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="abcXYZ019_-. ()", min_size=1, max_size=8).filter(
+            lambda part: part not in (".", "..")
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_glob_without_wildcards_matches_exactly_its_path(parts):
+    relpath = "/".join(parts)
+    assert _glob(relpath).fullmatch(relpath)
+    assert not _glob(relpath).fullmatch(relpath + "x")
+    assert _glob("**/" + parts[-1]).fullmatch(relpath)  # '**/' spans any directories
+    assert _glob("**").fullmatch(relpath) and _glob("**/*").fullmatch(relpath)
+    if len(parts) > 1:
+        assert not _glob("*").fullmatch(relpath)  # '*' stays within one directory
