@@ -58,8 +58,9 @@ def _compare_with_disk(file: str, out: Path, rendered: Rendered, target_name: st
     if same_target:
         names = ", ".join(h.path.name for h in same_target)
         message = (
-            f"stale: {names} was rendered from an older {file} (or older rules, templates "
-            f"or dlm-gen); today it renders {rendered.name}: {render_hint}"
+            f"stale: {names} was rendered from an older {file} (or older training.sources "
+            f"files, rules, templates or dlm-gen); today it renders {rendered.name}: "
+            f"{render_hint}"
         )
     elif older:
         described = "; ".join(f"{h.path.name} for {h.target}" for h in older)
