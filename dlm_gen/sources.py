@@ -14,7 +14,9 @@ standalone, its hash covers every file's text, and `dlm-gen check` calls a
 script stale once a source file changes. Paths stay as written (relative, or
 with '~'), so no directory of the rendering machine leaks into the script.
 Under `sources_policy: strict` every path, and every file reached through a
-symlink, must stay under the document's directory.
+symlink, must stay under the document's directory. The dlm tool's
+per-directory configs (`.dlm/ignore`, `.dlm/training.yaml`) are not read; one
+the directive would train is refused rather than trained as text.
 """
 
 from __future__ import annotations
@@ -149,6 +151,13 @@ def _expand(
         if not any(p.fullmatch(relpath) for p in excluded)
         and any(p.fullmatch(relpath) for p in included)
     ]
+    for relpath, _ in chosen:
+        if re.search(r"(?:^|/)\.dlm/(?:ignore|training\.yaml)$", relpath):
+            raise _Refused(
+                f"'{written}/{relpath}' is one of the dlm tool's per-directory configs "
+                "(.dlm/ignore, .dlm/training.yaml), which dlm-gen does not read: write its "
+                "patterns into this directive's include/exclude, and exclude '**/.dlm/**'"
+            )
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     if directive.max_files is not None and len(chosen) > directive.max_files:
         skipped["over_max_files"] = len(chosen) - directive.max_files

@@ -267,3 +267,11 @@ def test_a_glob_without_wildcards_matches_exactly_its_path(parts):
     assert _glob("**").fullmatch(relpath) and _glob("**/*").fullmatch(relpath)
     if len(parts) > 1:
         assert not _glob("*").fullmatch(relpath)  # '*' stays within one directory
+
+
+def test_the_dlm_tools_per_directory_configs_are_refused_not_trained(tmp_path):
+    tree(tmp_path / "repo", {"a.py": b"a = 1\n", "sub/.dlm/ignore": b"*.log\n"})
+    with pytest.raises(DlmError, match=r"'repo/sub/\.dlm/ignore' is one of the dlm tool's"):
+        load_document(document_with(tmp_path, {"path": "repo"}))
+    excluded = document_with(tmp_path, {"path": "repo", "exclude": ["**/.dlm/**"]})
+    assert [r.source for r in source_rows(excluded)] == ["a.py"]
