@@ -136,7 +136,7 @@ def document_facts(document: Document, adapter: str | None) -> dict[str, object]
     rows = [row for row in document.rows if row.adapter in (None, adapter)]
     facts: dict[str, object] = {f"training.{key}": value for key, value in settings.items()}
     for name, field in type(document.training).model_fields.items():
-        value = getattr(document.training, name)
+        value = document.training.block_for(name, adapter)
         facts.update(_block_facts(f"training.{name}", field.annotation, value))
     facts.update(
         {

@@ -41,6 +41,8 @@ PROVIDER = Provider(
             "plan.processes",
             "plan.strategy",
             "plan.attn",
+            "plan.preference_method",
+            "plan.preference_reference",
         }
     ),
     provides={
@@ -59,8 +61,20 @@ PROVIDER = Provider(
         "memory.total_gb": None,
         "memory.min_total_gb": None,
         "memory.trainable_params": None,
+        # The preference phase (preference.yaml): chosen and rejected per triple, and the
+        # reference's forward without gradients (a second model for adapter: full).
+        "memory.preference_status": (*STATUSES, "no-phase"),
+        "memory.preference_explicit_status": (*STATUSES, "no-phase"),
+        "memory.preference_auto_micro_batch": None,
+        "memory.preference_auto_grad_accum": None,
+        "memory.preference_reference_gb": None,
+        "memory.preference_activations_per_triple_gb": None,
+        "memory.preference_activations_checkpointed_per_triple_gb": None,
+        "memory.preference_total_gb": None,
+        "memory.preference_min_total_gb": None,
     },
 )
+PREFERENCE_FACTS = tuple(name for name in PROVIDER.provides if ".preference_" in name)
 
 
 def module_shapes(shape: Mapping[str, int]) -> dict[str, tuple[int, int]]:
@@ -88,12 +102,22 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
     shape = facts.get("base.shape")
     params = facts.get("base.params")
     linears = facts.get("base.target_modules")  # the family's attention and MLP linears
+    phase = facts.get("plan.preference_method") is not None
     if not isinstance(shape, Mapping) or not isinstance(params, int) or not linears:
+        status = "no-estimate" if phase else "no-phase"
         return {name: None for name in PROVIDER.provides} | {
             "memory.status": "no-estimate",
             "memory.explicit_status": "no-estimate",
             "memory.auto_micro_batch": table["no_estimate_micro_batch"],
             "memory.auto_grad_accum": _accumulation(facts, table, None),
+            "memory.preference_status": status,
+            "memory.preference_explicit_status": status,
+            "memory.preference_auto_micro_batch": (
+                table["no_estimate_micro_batch"] if phase else None
+            ),
+            "memory.preference_auto_grad_accum": (
+                _accumulation(facts, table, None) if phase else None
+            ),
         }
     breakdown = _breakdown(facts, table, shape, params)
     fixed = sum(breakdown[k] for k in ("weights", "adapter", "gradients", "optimizer", "overhead"))
@@ -105,31 +129,17 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
     ceiling = min(int(table["max_micro_batch"]), max(1, table["effective_batch"] // processes))
     candidates = [2**k for k in range(0, 16) if 2**k <= ceiling]
 
-    def fits(batch: int, checkpointed: bool) -> bool:
-        activations = per_sample_checkpointed if checkpointed else per_sample
-        return budget is not None and fixed + batch * activations <= budget
-
-    if budget is None:
-        status, auto_batch = "no-estimate", table["no_estimate_micro_batch"]
-    elif any(fits(b, False) for b in candidates):
-        status, auto_batch = "fits", max(b for b in candidates if fits(b, False))
-    elif any(fits(b, True) for b in candidates):
-        status, auto_batch = "fits-checkpointed", max(b for b in candidates if fits(b, True))
-    else:
-        status, auto_batch = "does-not-fit", None
     explicit = facts.get("training.micro_batch_size")
-    if budget is None or not isinstance(explicit, int):
-        explicit_status = "no-estimate"
-    elif fits(explicit, False):
-        explicit_status = "fits"
-    elif fits(explicit, True):
-        explicit_status = "fits-checkpointed"
-    else:
-        explicit_status = "does-not-fit"
-    chosen = explicit if isinstance(explicit, int) else auto_batch or 1
-    checkpointed = (explicit_status if isinstance(explicit, int) else status) == "fits-checkpointed"
-    total = fixed + chosen * (per_sample_checkpointed if checkpointed else per_sample)
-    return {
+    status, auto_batch, explicit_status, total = _fit(
+        fixed, per_sample, per_sample_checkpointed, budget, candidates, explicit, table
+    )
+    preference = (
+        _preference(facts, table, breakdown, budget, candidates, explicit)
+        if phase
+        else dict.fromkeys(PREFERENCE_FACTS)
+        | {"memory.preference_status": "no-phase", "memory.preference_explicit_status": "no-phase"}
+    )
+    return preference | {
         "memory.status": status,
         "memory.explicit_status": explicit_status,
         "memory.auto_micro_batch": auto_batch,
@@ -145,6 +155,71 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
         "memory.total_gb": _gb(total),
         "memory.min_total_gb": _gb(fixed + per_sample_checkpointed),
         "memory.trainable_params": breakdown["trainable_params"],
+    }
+
+
+def _fit(fixed, per_sample, per_sample_checkpointed, budget, candidates, explicit, table):
+    """(status, auto micro-batch, the document's micro-batch's status, total bytes)."""
+
+    def fits(batch: int, checkpointed: bool) -> bool:
+        activations = per_sample_checkpointed if checkpointed else per_sample
+        return budget is not None and fixed + batch * activations <= budget
+
+    if budget is None:
+        status, auto_batch = "no-estimate", table["no_estimate_micro_batch"]
+    elif any(fits(b, False) for b in candidates):
+        status, auto_batch = "fits", max(b for b in candidates if fits(b, False))
+    elif any(fits(b, True) for b in candidates):
+        status, auto_batch = "fits-checkpointed", max(b for b in candidates if fits(b, True))
+    else:
+        status, auto_batch = "does-not-fit", None
+    if budget is None or not isinstance(explicit, int):
+        explicit_status = "no-estimate"
+    elif fits(explicit, False):
+        explicit_status = "fits"
+    elif fits(explicit, True):
+        explicit_status = "fits-checkpointed"
+    else:
+        explicit_status = "does-not-fit"
+    chosen = explicit if isinstance(explicit, int) else auto_batch or 1
+    checkpointed = (explicit_status if isinstance(explicit, int) else status) == "fits-checkpointed"
+    total = fixed + chosen * (per_sample_checkpointed if checkpointed else per_sample)
+    return status, auto_batch, explicit_status, total
+
+
+def _preference(facts, table, breakdown, budget, candidates, explicit) -> dict[str, object]:
+    """The preference phase's estimate: the policy runs chosen and rejected (two sequences
+    per triple); DPO's reference runs them again without gradients, from a frozen copy of
+    the adapter (pre_adapter), the base with adapters off (base), or a second full model
+    (adapter: full)."""
+    peft = facts.get("plan.peft", True)
+    reference = 0.0
+    if facts.get("plan.preference_method") == "dpo":
+        if not peft:
+            reference = breakdown["weights"]
+        elif facts.get("plan.preference_reference") == "pre_adapter":
+            reference = breakdown["adapter"]
+    fixed = reference + sum(
+        breakdown[k] for k in ("weights", "adapter", "gradients", "optimizer", "overhead")
+    )
+    reference_logits = breakdown["reference_logits"] if reference or peft else 0.0
+    if facts.get("plan.preference_method") != "dpo":
+        reference_logits = 0.0
+    per_triple = 2 * breakdown["activations"] + 2 * reference_logits
+    per_triple_checkpointed = 2 * breakdown["activations_checkpointed"] + 2 * reference_logits
+    status, auto_batch, explicit_status, total = _fit(
+        fixed, per_triple, per_triple_checkpointed, budget, candidates, explicit, table
+    )
+    return {
+        "memory.preference_status": status,
+        "memory.preference_explicit_status": explicit_status,
+        "memory.preference_auto_micro_batch": auto_batch,
+        "memory.preference_auto_grad_accum": _accumulation(facts, table, auto_batch),
+        "memory.preference_reference_gb": _gb(reference),
+        "memory.preference_activations_per_triple_gb": _gb(per_triple),
+        "memory.preference_activations_checkpointed_per_triple_gb": _gb(per_triple_checkpointed),
+        "memory.preference_total_gb": _gb(total),
+        "memory.preference_min_total_gb": _gb(fixed + per_triple_checkpointed),
     }
 
 
@@ -221,6 +296,11 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
         "overhead": float(table["overhead_gb"].get(backend, 0.0)) * GB,
         "activations": layers * per_layer + logits,
         "activations_checkpointed": layers * kept + per_layer + logits,
+        # A forward without gradients keeps its logits (fp32) and one layer's activations.
+        "reference_logits": tokens
+        * int(shape["vocab_size"])
+        * float(table["reference_logit_bytes_per_vocab"])
+        + per_layer,
         "trainable_params": float(trainable),
     }
 

@@ -5,7 +5,8 @@ target profile), runs the engine and wraps the outcome in a `Plan`, the one
 object the explainer and the renderer read. The reason line's token order is
 the product contract: precision, attn, qlora, adapter (`reason_adapter`, set
 by the adapter table when the adapter is not plain LoRA),
-optim, then one warn= per warning.
+optim, preference (the preference phase's method, when there is one), then
+one warn= per warning.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Plan:
         if get("reason_adapter"):  # adapter.yaml: none for plain LoRA
             tokens.append(f"adapter={engine.show(get('reason_adapter'))}")
         tokens.append(f"optim={engine.show(get('optim'))}")
+        if get("preference_method"):  # preference.yaml: none without a preference phase
+            tokens.append(f"preference={engine.show(get('preference_method'))}")
         tokens += [f"warn={w.token}" for w in self.warnings]
         return ", ".join(tokens)
 
@@ -147,7 +150,12 @@ def make_plans(
                 export=document.frontmatter.export.model_dump(),
                 sources=document.sources,
                 rows=row_counts(
-                    rows, adapter, outcome.fields.get("seed"), outcome.fields.get("eval_fraction")
+                    rows,
+                    adapter,
+                    outcome.fields.get("seed"),
+                    outcome.fields.get("eval_fraction"),
+                    outcome.fields.get("preference_eval_fraction"),
+                    preference_on=outcome.fields.get("preference_method") is not None,
                 ),
             )
         )

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from dlm_gen.schema_blocks import FormatBlocks
+from dlm_gen.schema_blocks import FormatBlocks, PreferenceConfig
 from dlm_gen.schema_blocks import Strict as _Strict
 
 # The dlm tool's frontmatter schema versions this reader accepts (its CURRENT_SCHEMA_VERSION
@@ -58,7 +58,16 @@ class AdapterSettings(_Strict):
     learning_rate: float = Field(2e-4, gt=0, le=1.0, description="Peak learning rate.")
 
 
-PER_ADAPTER_FIELDS = tuple(AdapterSettings.model_fields)
+class NamedAdapterSettings(AdapterSettings):
+    """One block of `training.adapters`: its settings, and optionally its own preference
+    phase (unset, it follows `training.preference`)."""
+
+    preference: PreferenceConfig | None = Field(
+        None, description="This adapter's preference phase; null follows training.preference."
+    )
+
+
+PER_ADAPTER_FIELDS = tuple(NamedAdapterSettings.model_fields)
 
 
 class TrainingConfig(FormatBlocks, AdapterSettings):
@@ -101,7 +110,7 @@ class TrainingConfig(FormatBlocks, AdapterSettings):
     galore_target_modules: Annotated[list[ModuleName], Field(min_length=1)] | None = Field(
         None, description="Module-name patterns GaLore projects (default: attention and MLP)."
     )
-    adapters: dict[AdapterName, AdapterSettings] | None = Field(
+    adapters: dict[AdapterName, NamedAdapterSettings] | None = Field(
         None, min_length=1, description="Named adapters, each with its own settings."
     )
 
@@ -111,7 +120,9 @@ class TrainingConfig(FormatBlocks, AdapterSettings):
             return self
         defaults = type(self).model_fields
         changed = [
-            name for name in PER_ADAPTER_FIELDS if getattr(self, name) != defaults[name].default
+            name
+            for name in AdapterSettings.model_fields
+            if getattr(self, name) != defaults[name].default
         ]
         if changed:
             raise ValueError(
@@ -124,8 +135,16 @@ class TrainingConfig(FormatBlocks, AdapterSettings):
         """The effective flat settings of one adapter (the whole block when unnamed)."""
         flat = self.model_dump(exclude={"adapters"})
         if name is not None and self.adapters is not None:
-            flat.update(self.adapters[name].model_dump())
+            own = self.adapters[name].model_dump()
+            if own.get("preference") is None:  # unset: the document's preference block
+                own.pop("preference", None)
+            flat.update(own)
         return flat
+
+    def block_for(self, block: str, name: str | None) -> object:
+        """A nested block as one adapter sees it: its own, when its block sets one."""
+        own = getattr(self.adapters[name], block, None) if name and self.adapters else None
+        return own if own is not None else getattr(self, block)
 
 
 class ExportConfig(_Strict):
@@ -227,10 +246,10 @@ def _models(vocabulary: tuple[tuple[str, tuple[str, ...]], ...]) -> FrontmatterM
         return fields
 
     adapter = create_model(
-        "AdapterSettings",
-        __base__=AdapterSettings,
-        __doc__=AdapterSettings.__doc__,
-        **narrowed(AdapterSettings, ["adapter"]),
+        "NamedAdapterSettings",
+        __base__=NamedAdapterSettings,
+        __doc__=NamedAdapterSettings.__doc__,
+        **narrowed(NamedAdapterSettings, ["adapter"]),
     )
     adapters = copy.copy(TrainingConfig.model_fields["adapters"])
     training = create_model(

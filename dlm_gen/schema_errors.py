@@ -16,8 +16,8 @@ from dlm_gen.errors import Problem
 from dlm_gen.schema import (
     FORMAT_VERSIONS,
     PER_ADAPTER_FIELDS,
-    AdapterSettings,
     Frontmatter,
+    NamedAdapterSettings,
     TrainingConfig,
 )
 
@@ -103,7 +103,7 @@ def _unknown_key_message(path: tuple[str | int, ...]) -> str:
     elif parent == ("training",):
         known = list(TrainingConfig.model_fields)
     elif len(parent) == 3 and parent[:2] == ("training", "adapters"):
-        known = list(AdapterSettings.model_fields)
+        known = list(NamedAdapterSettings.model_fields)
         if key in TrainingConfig.model_fields:
             return (
                 f"unknown key '{key}' in an adapter block: only {', '.join(PER_ADAPTER_FIELDS)} "

@@ -15,12 +15,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from dlm_gen.document import Document, InstructionRow, TextRow
+from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
 
 
 def script_rows(document: Document) -> list[dict[str, object]]:
-    """The rows as the script embeds them: prose and instruction pairs, with their lines
-    (preference triples are not SFT rows)."""
+    """The rows as the script embeds them, with their lines: prose and instruction pairs
+    (the SFT phase), then preference triples (the preference phase)."""
     rows: list[dict[str, object]] = []
     for row in document.rows:
         if isinstance(row, TextRow):
@@ -38,14 +38,26 @@ def script_rows(document: Document) -> list[dict[str, object]]:
                     "answer": row.answer,
                 }
             )
+        elif isinstance(row, PreferenceRow):
+            rows.append(
+                {
+                    "kind": "preference",
+                    "adapter": row.adapter,
+                    "line": row.line,
+                    "prompt": row.prompt,
+                    "chosen": row.chosen,
+                    "rejected": row.rejected,
+                }
+            )
     return rows
 
 
 def row_key(row: dict, seed: int) -> float:
     """A number in [0, 1) from the seed and the row's own text only."""
-    content = json.dumps(
-        [seed, row["kind"], row.get("text"), row.get("question"), row.get("answer")]
-    )
+    fields = [seed, row["kind"], row.get("text"), row.get("question"), row.get("answer")]
+    if row["kind"] == "preference":
+        fields += [row["prompt"], row["chosen"], row["rejected"]]
+    content = json.dumps(fields)
     digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
     return int(digest[:15], 16) / 16**15
 
@@ -65,10 +77,13 @@ def split_rows(rows: list[dict], seed: int, eval_fraction: float) -> tuple[list,
 
 @dataclass(frozen=True)
 class RowCounts:
-    """What one adapter trains on and what its eval loss is measured on."""
+    """What one adapter trains on and what its eval loss is measured on; the preference
+    triples are split the same way, apart from the SFT rows."""
 
     train: int
     held_out: int
+    triples_train: int = 0
+    triples_held_out: int = 0
 
     @property
     def eval_on(self) -> str:
@@ -76,19 +91,47 @@ class RowCounts:
 
     def describe(self) -> str:
         if self.held_out:
-            return f"{self.train} train, {self.held_out} held out for the eval loss"
-        return f"{self.train} train, none held out: the eval loss is measured on training rows"
+            text = f"{self.train} train, {self.held_out} held out for the eval loss"
+        elif self.train:
+            text = f"{self.train} train, none held out: the eval loss is measured on training rows"
+        else:
+            text = "no SFT rows"
+        if self.triples_train or self.triples_held_out:
+            held = (
+                f"{self.triples_held_out} held out for reward accuracy and margin"
+                if self.triples_held_out
+                else "none held out: rewards are measured on training triples"
+            )
+            text += f"; preference triples: {self.triples_train} train, {held}"
+        return text
 
     def to_json(self) -> dict[str, object]:
-        return {"train": self.train, "held_out": self.held_out, "eval_on": self.eval_on}
+        data: dict[str, object] = {
+            "train": self.train,
+            "held_out": self.held_out,
+            "eval_on": self.eval_on,
+        }
+        if self.triples_train or self.triples_held_out:
+            data["triples"] = {"train": self.triples_train, "held_out": self.triples_held_out}
+        return data
 
 
 def row_counts(
-    rows: list[dict], adapter: str | None, seed: object, eval_fraction: object
+    rows: list[dict],
+    adapter: str | None,
+    seed: object,
+    eval_fraction: object,
+    preference_eval_fraction: object = 0.0,
+    preference_on: bool = False,
 ) -> RowCounts | None:
     """The split of one adapter's rows under its plan (None while the plan is undecided)."""
     if not isinstance(seed, int) or not isinstance(eval_fraction, (int, float)):
         return None
     own = [row for row in rows if row["adapter"] in (None, adapter)]
-    train, held_out = split_rows(own, seed, float(eval_fraction))
-    return RowCounts(len(train), len(held_out))
+    sft = [row for row in own if row["kind"] != "preference"]
+    triples = [row for row in own if row["kind"] == "preference"]
+    train, held_out = split_rows(sft, seed, float(eval_fraction))
+    triples_train, triples_held_out = [], []
+    if preference_on and isinstance(preference_eval_fraction, (int, float)):
+        triples_train, triples_held_out = split_rows(triples, seed, float(preference_eval_fraction))
+    return RowCounts(len(train), len(held_out), len(triples_train), len(triples_held_out))

@@ -63,7 +63,7 @@ def test_multi_adapter_document_gives_one_plan_per_adapter(cli):
     lines = out.splitlines()
     assert lines[0].startswith("[facts] reason: precision=bf16, attn=sdpa, qlora=off, adapter=dora")
     assert lines[1].startswith("[tone] reason: precision=bf16, attn=sdpa, qlora=off, optim=")
-    assert "warn=preference-rows-not-trained(1)" in lines[1]
+    assert "preference=dpo, warn=few-preference-pairs(1)" in lines[1]
     assert "preference" not in lines[0]  # the triple is tagged to tone only
     code, out, _ = cli("explain", EXAMPLES / "multi-adapter.dlm", "--json")
     data = json.loads(out)

@@ -33,6 +33,14 @@ BODIES = [
 PLAIN_LORA = ("lora", "qlora")
 GALORE = {o for o in VOCABULARY["optimizer"] if o.startswith("galore")}
 
+preference_block = st.fixed_dictionaries(
+    {},
+    optional={
+        "enabled": st.sampled_from([None, True, False]),
+        "method": st.sampled_from(["dpo", "orpo"]),
+        "reference": st.sampled_from(["base", "pre_adapter"]),
+    },
+)
 adapter_block = st.fixed_dictionaries(
     {},
     optional={
@@ -41,6 +49,10 @@ adapter_block = st.fixed_dictionaries(
         "lora_r": st.integers(1, 256),
         "target_modules": st.sampled_from(["auto", ["q_proj"], ["q_proj", "v_proj"]]),
     },
+)
+named_adapter_block = st.one_of(
+    adapter_block,
+    st.builds(lambda block, pref: {**block, "preference": pref}, adapter_block, preference_block),
 )
 training = st.fixed_dictionaries(
     {},
@@ -51,6 +63,7 @@ training = st.fixed_dictionaries(
         "micro_batch_size": st.one_of(st.just("auto"), st.integers(1, 64)),
         "grad_accum": st.one_of(st.just("auto"), st.integers(1, 64)),
         "lr_scheduler": st.sampled_from(VOCABULARY["lr_scheduler"]),
+        "preference": preference_block,
     },
 )
 
@@ -62,7 +75,7 @@ def documents(draw):
         names = draw(
             st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True), min_size=1, max_size=3)
         )
-        settings_["adapters"] = {name: draw(adapter_block) for name in sorted(set(names))}
+        settings_["adapters"] = {name: draw(named_adapter_block) for name in sorted(set(names))}
     else:
         settings_.update(draw(adapter_block))
     return {"base_model": draw(st.sampled_from(BASES)), "training": settings_}, draw(
@@ -135,8 +148,24 @@ def test_engine_promises(document, target):
         if fields["adapter"] not in PLAIN_LORA:
             expected.append(("adapter", fields["adapter"]))
         expected.append(("optim", fields["optim"]))
+        if fields.get("preference_method"):
+            expected.append(("preference", fields["preference_method"]))
         expected += [("warn", w.token) for w in plan.warnings]
         assert tokens == expected
+        # A preference phase iff this adapter has triples and its preference block (its
+        # own, else the document's) does not turn it off; trl>=1.16 iff there is one.
+        own = (frontmatter["training"].get("adapters") or {}).get(plan.adapter_name) or {}
+        block = own.get("preference")
+        if block is None:  # unset in the adapter's block: the document's
+            block = frontmatter["training"].get("preference") or {}
+        phase = "::preference::" in body and block.get("enabled") is not False
+        if not plan.refused:
+            expected_method = block.get("method", "dpo") if phase else None
+            assert fields["preference_method"] == expected_method
+        trl = next(Requirement(r) for r in plan.requirements if r.startswith("trl"))
+        assert (not trl.specifier.contains("1.0.0")) == (
+            fields.get("preference_method") is not None
+        )
         # What a target cannot run is refused, and only then.
         refused = {r.id for r in plan.refusals}
         cpu_galore_8bit = target == "cpu" and settings_["optimizer"].startswith("galore_adamw_8bit")

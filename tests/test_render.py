@@ -175,11 +175,12 @@ def test_header_tells_a_reviewer_what_they_need(tmp_path):
     assert "from ../examples/multi-adapter.dlm. Do not edit:" in header
     assert "# Target:         a10g (NVIDIA A10G)" in header
     assert "# Reason [facts]: precision=bf16" in header
-    assert "# Warning [tone]: preference-rows-not-trained(1)" in header
+    assert "# Warning [tone]: few-preference-pairs(1)" in header
+    assert "preference=dpo" in header  # tone's triple trains in a DPO phase
     assert "# Requires:       accelerate>=1.0, peft>=0.9," in header
     assert "# Launch:         python train_" in header
     assert all(len(line) <= 100 for line in header.splitlines())
-    assert "1 ::preference:: triples are kept out of SFT" in header  # corpus.yaml says it
+    assert "#                 triples: 1 train, none held out" in header  # counted per adapter
     assert "dlm_gen" not in text.split('"""', 2)[2]  # the script never imports dlm-gen
 
 

@@ -20,7 +20,10 @@ from dlm_gen.rules import load_rules
 PAIRS = "::instruction::\n### Q\nq\n### A\na\n"
 PREFERENCE = "::preference::\n### Prompt\np\n### Chosen\nc\n### Rejected\nr\n"
 MANY_PAIRS = "::instruction::\n" + "".join(f"### Q\nq{i}\n### A\na{i}\n\n" for i in range(20))
-BODIES = (PAIRS, PREFERENCE, "Prose only.\n" + PREFERENCE, MANY_PAIRS)
+MANY_TRIPLES = "::preference::\n" + "".join(
+    f"### Prompt\np{i}\n### Chosen\nc{i}\n### Rejected\nr{i}\n\n" for i in range(20)
+)
+BODIES = (PAIRS, PREFERENCE, "Prose only.\n" + PREFERENCE, MANY_PAIRS, MANY_TRIPLES)
 ADAPTERS = ("lora", "dora", "qlora", "full")
 OPTIMIZERS = tuple(load_rules().optimizers)  # every entry of rules/optimizers.yaml
 # Settings that reach the remaining rows: contradictions, explicit choices, knobs.
@@ -57,6 +60,18 @@ SPECIAL = (
         )
     ),
 )
+# Settings that reach the preference phase's rows (with triples in the body).
+PREFERENCE_SPECIAL = (
+    {},
+    {"preference": {"enabled": False}},
+    {"preference": {"method": "orpo"}},
+    {"preference": {"method": "orpo", "loss_type": "ipo"}},
+    {"adapter": "full"},
+    {"micro_batch_size": 1},
+    {"micro_batch_size": 64, "grad_accum": 2},
+    {"micro_batch_size": 8, "sequence_len": 32768},
+    {"adapter": "full", "micro_batch_size": 1},
+)
 BASES = ("smollm2-135m", "llama-3.1-8b", "hf:org/unknown-size")
 TARGETS = ("cpu", "t4", "a100-80gb", "h100", "8xh100")
 
@@ -68,6 +83,9 @@ def cases():
         yield special, PAIRS
     for body in BODIES:
         yield {}, body
+    for special in PREFERENCE_SPECIAL:
+        yield special, PREFERENCE
+        yield special, "Prose only.\n" + PREFERENCE
 
 
 def fired_ids(rules, directory) -> set[str]:

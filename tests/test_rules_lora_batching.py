@@ -43,8 +43,11 @@ def test_gradient_checkpointing_without_an_estimate(tmp_path):
     assert plan_of(tmp_path, {}, base=base, target="l4").fields["gradient_checkpointing"] is True
 
 
-def test_preference_only_document_is_refused(tmp_path):
+def test_preference_only_document_trains_the_phase_from_the_base(tmp_path):
     body = "::preference::\n### Prompt\np\n### Chosen\nc\n### Rejected\nr\n"
     plan = plan_of(tmp_path, {}, body=body)
-    assert [r.id for r in plan.refusals] == ["corpus-no-sft-rows"]
-    assert "warn=preference-rows-not-trained(1)" in plan.reason()
+    assert not plan.refusals
+    assert plan.fields["sft_phase"] is False and plan.fields["preference_method"] == "dpo"
+    disabled = plan_of(tmp_path, {"preference": {"enabled": False}}, body=body)
+    assert [r.id for r in disabled.refusals] == ["corpus-no-sft-rows"]
+    assert "warn=preference-disabled(1)" in disabled.reason()
