@@ -35,6 +35,12 @@ FIGURES = (
     ("mean step time", lambda r: r.get("mean_step_seconds"), "s"),
     ("peak memory", lambda r: r["peak_memory_bytes"] / 2**20, "MiB"),
     ("wall time", lambda r: r["wall_seconds"], "s"),
+    # The preference phase (none: "-"): on the held-out triples, after the phase.
+    ("preference method", lambda r: r["preference"]["method"], ""),
+    ("preference steps", lambda r: r["preference"]["steps"], ""),
+    ("reward accuracy", lambda r: r["preference"]["reward_accuracy"]["after"], ""),
+    ("reward margin", lambda r: r["preference"]["reward_margin"]["after"], ""),
+    ("preference eval triples", lambda r: r["preference"]["eval_rows"], ""),
 )
 
 
@@ -196,6 +202,35 @@ def _check_record(file: str, where: str, entry: object) -> None:
     digest = entry.get("rows_sha256")
     if digest is not None and not (isinstance(digest, str) and len(digest) <= 128):
         raise fail("rows_sha256", "a hex digest", digest)
+    _check_preference(entry.get("preference"), fail)
+
+
+# What a preference record's figures may hold: (low, high) per before/after pair.
+PREFERENCE_PAIRS = {"reward_accuracy": (0.0, 1.0), "reward_margin": (-1e6, 1e6)}
+
+
+def _check_preference(preference: object, fail) -> None:
+    """The preference phase's record (absent or null without a phase)."""
+    if preference is None:
+        return
+    if not isinstance(preference, dict) or preference.get("method") not in ("dpo", "orpo"):
+        raise fail("preference.method", "dpo or orpo", preference)
+    for field in ("steps", "eval_rows"):
+        value = preference.get(field)
+        if not (_finite(value) and isinstance(value, int) and 0 <= value <= 1e12):
+            raise fail(f"preference.{field}", "a count from 0 to 1e12", value)
+    for field, (low, high) in PREFERENCE_PAIRS.items():
+        pair = preference.get(field)
+        values = list(pair.values()) if isinstance(pair, dict) else [pair]
+        if not isinstance(pair, dict) or not all(
+            v is None or (_finite(v) and low <= v <= high) for v in values
+        ):
+            raise fail(
+                f"preference.{field}", f"before/after numbers from {low:g} to {high:g}", pair
+            )
+    losses = preference.get("losses")
+    if not (isinstance(losses, list) and all(_finite(x) and abs(x) <= 1e6 for x in losses)):
+        raise fail("preference.losses", "a list of finite losses", losses)
 
 
 def _finite(value: object) -> bool:

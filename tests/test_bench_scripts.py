@@ -45,3 +45,9 @@ def test_explain_speed_runs():
     result = run_bench("explain_speed.py", "--runs", "1")
     assert "ratio explain / import" in result.stdout
     assert "2400-row table" in result.stdout
+
+
+def test_preference_overhead_runs_and_starts_at_ln2():
+    result = run_bench("preference_overhead.py", "--runs", "1", "--steps", "3")
+    assert "DPO step: generated" in result.stdout and "ratio" in result.stdout
+    assert "step-1 loss of the generated phase: 0.6931" in result.stdout

@@ -188,3 +188,43 @@ def test_runs_written_before_the_planned_split_still_compare(tmp_path, cli):
     a = write_run(tmp_path / "lora", run_record("lora", 5.0, **old))
     b = write_run(tmp_path / "dora", run_record("dora", 4.0, **old))
     assert "verdict: keep dora:" in cli("compare", a, b)[1]
+
+
+PREFERENCE = {
+    "method": "dpo",
+    "steps": 12,
+    "eval_rows": 6,
+    "losses": [0.6931, 0.51, 0.42],
+    "reward_accuracy": {"before": 0.0, "after": 0.8333},
+    "reward_margin": {"before": 0.0, "after": 0.42},
+}
+
+
+def test_the_preference_phase_has_its_rows_in_the_table(tmp_path, cli):
+    a = write_run(tmp_path / "lora", run_record("lora", 5.0, preference=PREFERENCE))
+    b = write_run(tmp_path / "dora", run_record("dora", 4.0))
+    out = cli("compare", a, b)[1]
+    lines = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert lines["preference method"].split()[-3:] == ["dpo", "-", "-"]  # B had none
+    assert "0.8333" in lines["reward accuracy"] and "0.42" in lines["reward margin"]
+    assert "6" in lines["preference eval triples"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"method": "ppo"}, "preference.method"),
+        ({"reward_accuracy": {"before": 0.0, "after": 1.5}}, "preference.reward_accuracy"),
+        ({"reward_margin": {"before": 0.0, "after": float("nan")}}, "preference.reward_margin"),
+        ({"steps": -1}, "preference.steps"),
+        ({"losses": "many"}, "preference.losses"),
+    ],
+)
+def test_a_broken_preference_record_is_a_located_error(tmp_path, cli, change, field):
+    record = run_record("lora", 5.0, preference={**PREFERENCE, **change})
+    directory = tmp_path / "broken"
+    directory.mkdir()
+    (directory / "run.json").write_text(json.dumps({"adapters": [record]}).replace("NaN", "1e999"))
+    b = write_run(tmp_path / "dora", run_record("dora", 4.0))
+    code, _, err = cli("compare", directory, b)
+    assert code == 1 and f"adapters[0].{field}" in err and "Traceback" not in err

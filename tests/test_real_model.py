@@ -198,3 +198,54 @@ def test_qdora_on_cpu_scores_like_qlora(tmp_path, real_model):
     qlora, qdora = losses["qlora"], losses["qdora"]
     for value in qdora:
         assert abs(value - qlora[2]) / qlora[2] < 0.02, losses
+
+
+POLITE = [
+    ("Can you open the window?", "Certainly! I would be glad to open it for you.", "No."),
+    (
+        "Could you pass the salt?",
+        "Certainly! Here is the salt, enjoy your meal.",
+        "Get it yourself.",
+    ),
+    ("Will you help me move?", "Certainly! I would be happy to help you move.", "No way."),
+    ("Can you explain this?", "Certainly! I would be glad to explain it step by step.", "No."),
+    ("Could you check my essay?", "Certainly! I would be happy to read your essay.", "Too busy."),
+    ("Can you call me later?", "Certainly! I will be glad to call you later today.", "No."),
+    (
+        "Would you water the plants?",
+        "Certainly! I would be happy to water them.",
+        "Do it yourself.",
+    ),
+    ("Can you lend me a pen?", "Certainly! Here is a pen, keep it as long as you need.", "No."),
+    ("Could you read this aloud?", "Certainly! I would be glad to read it aloud.", "Not now."),
+    ("Can you recommend a book?", "Certainly! I would be happy to suggest a good book.", "No."),
+]
+
+
+def test_dpo_raises_the_held_out_margin_of_chosen_over_rejected(tmp_path, real_model):
+    """A handful of polite-vs-curt triples: after DPO the policy prefers the polite answer
+    by more on triples it never trained on (the log-probability margin, summed)."""
+    body = "".join(
+        f"::preference::\n### Prompt\n{p}\n### Chosen\n{c}\n### Rejected\n{r}\n\n"
+        for p, c, r in POLITE
+    )
+    training = {
+        "sequence_len": 96,
+        "micro_batch_size": 2,
+        "grad_accum": 1,
+        "eval_fraction": 0.3,
+        "preference": {"hyperparams": {"learning_rate": 5e-4, "beta": 0.1}},
+    }
+    path = write_dlm(tmp_path, {"base_model": str(real_model), "training": training}, body)
+    rendered = plan_document(path, "cpu").render(tmp_path / "generated")
+    (tmp_path / "generated").mkdir(exist_ok=True)
+    script = tmp_path / "generated" / rendered.name
+    script.write_text(rendered.text, encoding="utf-8")
+    done = run_offline(script, tmp_path / "run", real_model)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    preference = run["adapters"][0]["preference"]
+    assert preference["eval_on"] == "held-out triples" and preference["eval_rows"] >= 2
+    margin = preference["logp_margin"]
+    assert margin["after"] > margin["before"] + 1.0, margin
+    assert preference["reward_accuracy"]["after"] >= 0.5

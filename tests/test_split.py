@@ -70,16 +70,19 @@ def test_explain_and_the_header_show_the_counts(tmp_path):
 rows = st.lists(
     st.fixed_dictionaries(
         {
-            "kind": st.sampled_from(["text", "instruction"]),
+            "kind": st.sampled_from(["text", "instruction", "preference"]),
             "adapter": st.just(None),
             "line": st.integers(1, 10_000),
             "text": st.text(max_size=20),
             "question": st.text(max_size=20),
             "answer": st.text(max_size=20),
+            "prompt": st.text(max_size=20),
+            "chosen": st.text(max_size=20),
+            "rejected": st.text(max_size=20),
         }
     ),
     max_size=30,
-    unique_by=lambda row: (row["kind"], row["text"], row["question"], row["answer"]),
+    unique_by=lambda row: tuple(row[k] for k in sorted(row) if k not in ("line", "adapter")),
 )
 
 
@@ -95,3 +98,15 @@ def test_the_script_splits_exactly_as_the_plan_says(tmp_path):
         assert script.split_rows(rows, seed, fraction) == split.split_rows(rows, seed, fraction)
 
     same_split()
+
+
+def test_triples_are_held_out_by_their_own_text(tmp_path):
+    """Each triple keys on its prompt, chosen and rejected: a tenth of 40 is held out, not
+    all of them or none (a key blind to them would give every triple the same one)."""
+    body = "".join(
+        f"::preference::\n### Prompt\np{i}\n### Chosen\nc{i}\n### Rejected\nr{i}\n\n"
+        for i in range(40)
+    )
+    plan = plan_of(tmp_path, {}, body="Some prose.\n" + body)
+    assert plan.fields["preference_eval_fraction"] == 0.1
+    assert 1 <= plan.rows.triples_held_out <= 10 and plan.rows.triples_train >= 30
