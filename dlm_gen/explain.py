@@ -96,4 +96,11 @@ def memory_lines(plan: Plan) -> list[str]:
         f"{' with checkpointing' if checkpointed else ''}: {gb('total_gb')}"
         + (f" of {budget:.2f} GB usable ({memory['status']})" if budget is not None else ""),
     ]
+    if memory.get("preference_total_gb") is not None:
+        lines.append(
+            f"  preference phase: reference {gb('preference_reference_gb')}, activations per "
+            f"triple {gb('preference_activations_per_triple_gb')} (chosen, rejected and the "
+            f"reference's forward); total at {plan.fields.get('preference_micro_batch_size')} "
+            f"triple(s): {gb('preference_total_gb')} ({memory['preference_status']})"
+        )
     return lines

@@ -53,9 +53,8 @@ COVERED_ELSEWHERE = {
     "adapters": "tests/test_train_e2e.py::test_multi_adapter_trains_each_on_its_rows",
     "sources": "tests/test_sources.py: each file is a row of the script",
     "sources_policy": "tests/test_sources.py::test_strict_policy_confines_paths_and_links_...",
-    # The preference phase is not generated yet: rules/corpus.yaml says the triples do
-    # not train; the block is read with the format's defaults (tests/test_format_compat.py).
-    "preference": "tests/test_format_compat.py::test_the_preference_block_is_accepted_...",
+    # Every field of the block reaches the preference phase's plan fields.
+    "preference": "tests/test_preference.py: method, beta, reference, loss_type, rate",
     # The dlm tool's blocks dlm-gen does not implement: a warning or a refusal each
     # (rules/format.yaml), never silence.
     "cpt": "tests/test_format_compat.py::test_blocks_dlm_gen_does_not_implement_...",
