@@ -13,6 +13,7 @@ import pytest
 from dlm_gen.pipeline import plan_document
 from dlm_gen.render import write_atomically
 from tests.conftest import plan_of, run_dlm_gen, write_dlm
+from tests.test_train_e2e import FAST as SFT_FAST
 
 PAIRS = """The rules live in yaml tables.
 
@@ -29,7 +30,7 @@ A training script.
 """
 TRIPLES = "".join(
     f"""
-::preference{tag}::
+::preference::
 ### Prompt
 {prompt}
 ### Chosen
@@ -37,21 +38,14 @@ TRIPLES = "".join(
 ### Rejected
 {rejected}
 """
-    for tag, prompt, chosen, rejected in (
-        ("", "Say hello.", "Hello, nice to meet you!", "Go away."),
-        ("", "Name a colour.", "Blue, like the sky.", "I will not."),
-        ("", "Where do the rules live?", "In yaml tables.", "Nobody knows."),
-        ("", "What is two plus two?", "Four.", "Fish."),
+    for prompt, chosen, rejected in (
+        ("Say hello.", "Hello, nice to meet you!", "Go away."),
+        ("Name a colour.", "Blue, like the sky.", "I will not."),
+        ("Where do the rules live?", "In yaml tables.", "Nobody knows."),
+        ("What is two plus two?", "Four.", "Fish."),
     )
 )
-FAST = {
-    "sequence_len": 64,
-    "micro_batch_size": 2,
-    "grad_accum": 1,
-    "learning_rate": 5e-3,
-    "warmup_ratio": 0.0,
-    "num_epochs": 4,
-}
+FAST = {**SFT_FAST, "num_epochs": 4}  # the SFT phase's quick settings, fewer epochs
 LN2 = math.log(2)
 
 
