@@ -72,6 +72,8 @@ class BaseModel:
     shape: dict | None = None  # the config shapes the memory estimate needs
     # The system prompt its chat template injects when a conversation has none.
     chat_system_default: str | None = None
+    # Where the shapes came from when not the registry or a local directory.
+    config_from: str | None = None
 
     def facts(self) -> dict[str, object]:
         return {
@@ -89,6 +91,7 @@ class BaseModel:
             "base.decoder_layer": self.decoder_layer,
             "base.shape": self.shape,
             "base.chat_system_default": self.chat_system_default,
+            "base.config_from": self.config_from,
         }
 
 
@@ -256,9 +259,67 @@ def from_registry(key: str, entry: dict, families: dict, source: str = "registry
     )
 
 
-def from_hub_id(key: str, hub_id: str) -> BaseModel:
-    """A Hub model the registry does not know: its size and shape are unknown."""
-    return BaseModel(key, "hub", hub_id, None, None, None, None, None, None, None)
+def from_hub_id(
+    key: str, hub_id: str, families: dict | None = None, limit: int = 2**20
+) -> BaseModel:
+    """A Hub model the registry does not know: its facts from the config.json of its
+    snapshot in the local Hugging Face cache when there is one (no network), else
+    unknown. The revision stays unpinned: the document names none."""
+    unknown = BaseModel(key, "hub", hub_id, None, None, None, None, None, None, None)
+    snapshot = cached_snapshot(hub_id)
+    if snapshot is None or families is None:
+        return unknown
+    try:
+        local = from_directory(key, snapshot, families, limit)
+    except BaseModelError:
+        return unknown  # a broken cache entry only means the size stays unknown
+    return BaseModel(
+        key=key,
+        source="hub",
+        hub_id=hub_id,
+        revision=None,
+        path=None,
+        model_type=local.model_type,
+        architecture=local.architecture,
+        params=local.params,
+        target_modules=local.target_modules,
+        max_position_embeddings=local.max_position_embeddings,
+        decoder_layer=local.decoder_layer,
+        shape=local.shape,
+        chat_system_default=local.chat_system_default,
+        config_from=f"local Hugging Face cache, snapshot {snapshot.name}",
+    )
+
+
+def hub_cache_directory() -> Path:
+    """Where huggingface_hub keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else
+    ~/.cache/huggingface/hub (its documented order)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def cached_snapshot(hub_id: str) -> Path | None:
+    """The cached snapshot directory of `hub_id` that holds a config.json: the one
+    refs/main names, else the only one; None when there is none (or no single one)."""
+    repository = hub_cache_directory() / ("models--" + hub_id.replace("/", "--"))
+    snapshots = repository / "snapshots"
+    try:
+        main = (repository / "refs" / "main").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        main = ""
+    candidates = [snapshots / main] if re.fullmatch(r"[0-9a-f]{40}", main) else []
+    if not candidates:
+        try:
+            candidates = [p for p in snapshots.iterdir() if (p / "config.json").is_file()]
+        except OSError:
+            return None
+    if len(candidates) != 1 or not (candidates[0] / "config.json").is_file():
+        return None
+    return candidates[0]
 
 
 def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20) -> BaseModel:

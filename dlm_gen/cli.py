@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dlm-gen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    render = commands.add_parser("render", help="write generated/train_<hash>.py")
-    render.add_argument("file", metavar="FILE.dlm")
+    render = commands.add_parser("render", help="write generated/train_<hash>.py for each document")
+    render.add_argument("files", metavar="FILE.dlm", nargs="+")
     _add_target_options(render)
     render.add_argument("--out", default="generated", help="output directory (default: generated)")
 
@@ -189,19 +189,34 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    """Render every document in one process (the rules load once); a document that fails
+    is reported with its location and the others are still written; exit 1 if any failed."""
     from pathlib import Path
 
     from dlm_gen.pipeline import plan_document
     from dlm_gen.render import write_atomically
+    from dlm_gen.rules import load_rules
     from dlm_gen.scripts import remove_older, remove_stale_temporaries
 
     out = Path(args.out)
-    planned = plan_document(args.file, args.target, args.processes)
-    path = write_atomically(out, planned.render(out))
-    _say(path)
-    for older in remove_older(out, path):  # the document's previous script, same target
-        _say(f"removed {older} (an older render of {args.file})", file=sys.stderr)
+    rules = load_rules()
+    problems: list[Problem] = []
+    for file in args.files:
+        try:
+            planned = plan_document(file, args.target, args.processes, rules=rules)
+            path = write_atomically(out, planned.render(out))
+        except DlmError as exc:
+            if len(args.files) == 1:
+                raise
+            problems.extend(exc.problems)
+            continue
+        _say(path)
+        for older in remove_older(out, path):  # the document's previous script, same target
+            _say(f"removed {older} (an older render of {file})", file=sys.stderr)
     remove_stale_temporaries(out)
+    if problems:
+        _print_problems(problems)
+        return 1
     return 0
 
 

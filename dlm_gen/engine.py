@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from dlm_gen import conditions
 from dlm_gen.basemodels import format_size
-from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
-from dlm_gen.memory import estimate
+from dlm_gen.memory import ESTIMATES
 from dlm_gen.rules import PLACEHOLDER, FactRef, Requirement, Rule, RuleSet
 
 
@@ -61,8 +60,8 @@ def evaluate(rules: RuleSet, facts: Mapping[str, object]) -> Outcome:
     fired: list[str] = []
     tables = {table.name: table for table in rules.tables}
     for step in rules.order or [table.name for table in rules.tables]:
-        if step == MEMORY_PROVIDER.name:
-            known.update(estimate(known, rules.memory or {}))
+        if step in ESTIMATES:  # a fact provider: memory.* facts from the plan so far
+            known.update(ESTIMATES[step](known, rules.memory or {}))
             continue
         table = tables[step]
         for rule in table.rules:

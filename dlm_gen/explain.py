@@ -21,7 +21,9 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
     lines = [
         f"base: {plan.base.key} ({plan.base.source}, "
         f"{plan.base.architecture or 'unknown architecture'}, "
-        f"{show(plan.base.params)} parameters); target: {plan.target}",
+        f"{show(plan.base.params)} parameters"
+        + (f", from the {plan.base.config_from}" if plan.base.config_from else "")
+        + f"); target: {plan.target}",
         "decisions:",
     ]
     explained: set[str] = set()
@@ -79,6 +81,13 @@ def memory_lines(plan: Plan) -> list[str]:
     memory = {k.removeprefix("memory."): v for k, v in (plan.memory or {}).items()}
     if memory.get("weights_gb") is None:
         return ["memory estimate: none (the base's shape is unknown)"]
+    replica = []
+    if memory.get("replica_min_total_gb") is not None and (plan.fields.get("processes") or 1) > 1:
+        replica = [
+            f"  one unsharded replica (DDP) needs {memory['replica_min_total_gb']:.2f} GB at one "
+            f"row with checkpointing ({memory['replica_status']}): strategy "
+            f"{plan.fields.get('strategy')}"
+        ]
 
     def gb(key: str) -> str:
         return f"{memory[key]:.2f} GB"
@@ -87,6 +96,7 @@ def memory_lines(plan: Plan) -> list[str]:
     checkpointed = plan.fields.get("gradient_checkpointing")
     lines = [
         "memory estimate (per device):",
+        *replica,
         f"  weights {gb('weights_gb')}, adapter {gb('adapter_gb')}, gradients "
         f"{gb('gradients_gb')}, optimizer state {gb('optimizer_gb')}, overhead "
         f"{gb('overhead_gb')}",

@@ -32,6 +32,7 @@ BASE_FACTS: dict[str, Domain] = {
     "base.decoder_layer": None,
     "base.shape": None,
     "base.chat_system_default": None,
+    "base.config_from": None,
 }
 TARGET_FACTS: dict[str, Domain] = {
     "target.name": None,

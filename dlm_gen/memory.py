@@ -75,6 +75,16 @@ PROVIDER = Provider(
     },
 )
 PREFERENCE_FACTS = tuple(name for name in PROVIDER.provides if ".preference_" in name)
+# Before the strategy is chosen: does one full replica (the DDP layout) fit a device?
+# distributed.yaml shards an adapter's base with FSDP only when it does not.
+REPLICA_PROVIDER = Provider(
+    name="replica-estimate",
+    reads=PROVIDER.reads - {"plan.strategy", "plan.processes", "plan.preference_method"},
+    provides={
+        "memory.replica_status": ("fits", "does-not-fit", "no-estimate"),
+        "memory.replica_min_total_gb": None,
+    },
+)
 
 
 def module_shapes(shape: Mapping[str, int]) -> dict[str, tuple[int, int]]:
@@ -156,6 +166,35 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
         "memory.min_total_gb": _gb(fixed + per_sample_checkpointed),
         "memory.trainable_params": breakdown["trainable_params"],
     }
+
+
+def replica(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[str, object]:
+    """Whether one unsharded replica fits a device at one row per step with gradient
+    checkpointing: the least that DDP (or one process) needs."""
+    shape = facts.get("base.shape")
+    params = facts.get("base.params")
+    memory_gb = facts.get("target.memory_gb")
+    if (
+        not isinstance(shape, Mapping)
+        or not isinstance(params, int)
+        or not facts.get("base.target_modules")
+        or not memory_gb
+    ):
+        return {"memory.replica_status": "no-estimate", "memory.replica_min_total_gb": None}
+    unsharded = {**facts, "plan.strategy": "single", "plan.processes": 1}
+    breakdown = _breakdown(unsharded, table, shape, params)
+    least = breakdown["activations_checkpointed"] + sum(
+        breakdown[k] for k in ("weights", "adapter", "gradients", "optimizer", "overhead")
+    )
+    budget = float(memory_gb) * GB * float(table["usable_fraction"])
+    return {
+        "memory.replica_status": "fits" if least <= budget else "does-not-fit",
+        "memory.replica_min_total_gb": _gb(least),
+    }
+
+
+PROVIDERS = (REPLICA_PROVIDER, PROVIDER)
+ESTIMATES = {REPLICA_PROVIDER.name: replica, PROVIDER.name: estimate}
 
 
 def _fit(fixed, per_sample, per_sample_checkpointed, budget, candidates, explicit, table):

@@ -174,9 +174,11 @@ HEADER_LABEL_WIDTH = 16  # "# Warning:      ": the values of the header start in
 
 
 def _base_description(base) -> str:
-    where = " (relative to the document)" if base.source == "local" else ""
+    relative = base.source == "local" and not base.path.startswith(("/", "~"))
+    where = " (relative to the document)" if relative else ""
     revision = base.revision or "default branch (no pinned revision)"
-    return f"{base.path or base.hub_id}{where} @ {revision}"
+    shapes = f"; size from the {base.config_from}" if base.config_from else ""
+    return f"{base.path or base.hub_id}{where} @ {revision}{shapes}"
 
 
 def _warnings(plans: list[Plan]) -> list[dict[str, str]]:

@@ -75,7 +75,7 @@ def resolve_base(document: Document, rules: RuleSet) -> basemodels.BaseModel:
         problem = basemodels.hub_id_problem(hub_id)
         if problem:
             raise fail(f"expected hf:org/name with a Hub repository id, got '{key}': {problem}")
-        return basemodels.from_hub_id(key, hub_id)
+        return basemodels.from_hub_id(key, hub_id, families, limits()["max_config_bytes"])
     if not basemodels.is_written_as_path(key):
         close = [key.removesuffix("-instruct")] if key.endswith("-instruct") else []
         if not close or close[0] not in rules.base_models:  # the bare key is the instruct model

@@ -19,7 +19,7 @@ from dlm_gen import conditions, rulecache, rulechecks, yamlsrc
 from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.facts import Domain, input_fact_domains
 from dlm_gen.files import read_table
-from dlm_gen.memory import PROVIDER as MEMORY_PROVIDER
+from dlm_gen.memory import PROVIDERS as MEMORY_PROVIDERS
 from dlm_gen.resources import data_dir
 
 # The model lives in rulemodel; importers of dlm_gen.rules keep finding it here.
@@ -163,7 +163,7 @@ def _build(
     vocabulary["optimizer"] = tuple(optimizers)
     models = frontmatter_models(vocabulary)
     plan_domains = _plan_domains(tables)
-    providers = [MEMORY_PROVIDER] if memory_table is not None else []
+    providers = list(MEMORY_PROVIDERS) if memory_table is not None else []
     domains = {
         **input_fact_domains(models.training),
         **_optimizer_domains(optimizers),

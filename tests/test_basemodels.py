@@ -124,3 +124,26 @@ def test_registry_shapes_give_the_published_size(key):
     entry = rules.base_models[key]
     family = rules.architectures[entry["model_type"]]
     assert format_size(count_parameters(entry["config"], family)) == PUBLISHED_SIZES[key]
+
+
+def test_an_hf_base_in_the_local_hub_cache_gets_its_size_without_network(tmp_path, monkeypatch):
+    config = transformers.LlamaConfig(**TINY, architectures=["LlamaForCausalLM"])
+    repository = tmp_path / "hf" / "hub" / "models--someone--tiny-llama"
+    snapshot = repository / "snapshots" / ("a" * 40)
+    config.save_pretrained(snapshot)
+    (repository / "refs").mkdir(parents=True)
+    (repository / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    plan = plan_of(tmp_path, {}, base="hf:someone/tiny-llama", target="8xh100")
+    expected = sum(
+        p.numel() for p in transformers.AutoModelForCausalLM.from_config(config).parameters()
+    )
+    assert plan.base.params == expected and plan.base.architecture == "LlamaForCausalLM"
+    assert plan.base.config_from == f"local Hugging Face cache, snapshot {'a' * 40}"
+    assert plan.base.revision is None  # the document pins none: the warning stays
+    assert "unpinned-base(someone/tiny-llama)" in plan.reason()
+    assert "fit-unchecked" not in plan.reason()  # the fit is checked now
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    unknown = plan_of(tmp_path, {}, base="hf:someone/tiny-llama", target="8xh100")
+    assert unknown.base.params is None and "fit-unchecked(size-unknown)" in unknown.reason()

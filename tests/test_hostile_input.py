@@ -195,7 +195,7 @@ def test_a_registry_key_wins_and_a_directory_must_be_written_as_a_path(tmp_path,
     ("base", "training", "target"),
     [
         ("hf:meta-llama/Llama-3.1-405B", {"adapter": "full"}, "t4"),
-        ("hf:meta-llama/Llama-3.3-70B-Instruct", {}, "8xh100"),
+        ("hf:meta-llama/Llama-3.1-70B-Instruct", {}, "8xh100"),
     ],
 )
 def test_an_unknown_size_says_the_fit_is_unchecked(tmp_path, cli, base, training, target):

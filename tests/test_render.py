@@ -46,6 +46,30 @@ def test_render_writes_the_script_and_prints_its_path(tmp_path, cli):
     assert not list((tmp_path / "gen").glob(".train_*"))  # no temp file left behind
 
 
+def test_render_takes_many_documents_and_reports_each_failure_in_place(tmp_path, cli):
+    names = []
+    for index in range(3):
+        path = write_dlm(
+            tmp_path,
+            {"base_model": "smollm2-135m", "training": {"lora_r": 4 + index}},
+            name=f"doc{index}.dlm",
+        )
+        names.append(path)
+    broken = write_dlm(tmp_path, {"base_model": "no-such-model"}, name="broken.dlm")
+    out = tmp_path / "gen"
+    code, stdout, err = cli("render", names[0], broken, *names[1:], "--target", "cpu", "--out", out)
+    assert code == 1
+    assert "broken.dlm:2: base_model: unknown base model 'no-such-model'" in err
+    scripts = sorted(out.glob("train_*.py"))
+    assert len(scripts) == 3 and sorted(stdout.split()) == [str(s) for s in scripts]
+    # The same three, one at a time, give the same bytes.
+    for name in names:
+        cli("render", name, "--target", "cpu", "--out", tmp_path / "one")
+    assert sorted(p.read_bytes() for p in (tmp_path / "one").glob("train_*.py")) == sorted(
+        p.read_bytes() for p in scripts
+    )
+
+
 def test_same_inputs_give_byte_identical_files(tmp_path):
     """Different PYTHONHASHSEED, cwd, and a relative vs absolute document path."""
     shutil.copy(GALORE, tmp_path / "doc.dlm")

@@ -72,7 +72,7 @@ PREFERENCE_SPECIAL = (
     {"micro_batch_size": 8, "sequence_len": 32768},
     {"adapter": "full", "micro_batch_size": 1},
 )
-BASES = ("smollm2-135m", "llama-3.1-8b", "hf:org/unknown-size")
+BASES = ("smollm2-135m", "llama-3.1-8b", "llama-3.3-70b", "hf:org/unknown-size")
 TARGETS = ("cpu", "t4", "a100-80gb", "h100", "8xh100")
 
 
@@ -116,13 +116,14 @@ def test_every_rule_fires_for_some_document(tmp_path):
 
 
 def test_a_row_that_cannot_fire_is_reported(tmp_path):
-    """QLoRA under FSDP cannot happen while adapters train with DDP: such a row is dead."""
+    """FSDP on a single process never happens (one process runs plain python): such a
+    row is dead, and the coverage check names it."""
     tables = tmp_path / "rules"
     shutil.copytree(data_dir("rules"), tables)
     with (tables / "distributed.yaml").open("a") as handle:
         handle.write(
-            "\n  - id: dist-qlora-under-fsdp\n    why: x\n"
-            "    when: {plan.strategy: fsdp, plan.qlora: true}\n"
-            "    warn: {token: qlora-fsdp, message: never reached}\n"
+            "\n  - id: dist-fsdp-one-process\n    why: x\n"
+            "    when: {plan.strategy: fsdp, plan.launcher: python}\n"
+            "    warn: {token: fsdp-one-process, message: never reached}\n"
         )
-    assert dead_rows(load_rules(tables), tmp_path) == {"dist-qlora-under-fsdp"}
+    assert dead_rows(load_rules(tables), tmp_path) == {"dist-fsdp-one-process"}

@@ -89,3 +89,82 @@ def test_gpus_flag_is_the_process_count(cli):
     plan = json.loads(out)["plan"]
     assert (plan["launcher"], plan["processes"], plan["strategy"]) == ("torchrun", 4, "ddp")
     assert cli("explain", EXAMPLES / "galore-smollm2.dlm", "--gpus", "0")[0] == 2
+
+
+def script_parts(tmp_path, training, base, target, processes=None):
+    """The plan literal and the script's functions, for a plan rendered for CUDA ranks."""
+    path = write_dlm(tmp_path, {"base_model": base, "training": training})
+    rules = load_rules()
+    document = load_document(path)
+    text = render_plans(document, make_plans(document, rules, target, processes), rules).text
+    tree = ast.parse(text)
+    constants = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in ("BASE_MODEL", "ADAPTERS")
+    }
+    return text, tree, constants
+
+
+def test_a_70b_lora_shards_with_fsdp_where_a_replica_does_not_fit(tmp_path):
+    plan = plan_for(tmp_path, base="llama-3.3-70b", target="8xh100")
+    assert not plan.refused
+    fields, memory = plan.fields, plan.memory
+    assert memory["memory.replica_status"] == "does-not-fit"
+    assert memory["memory.replica_min_total_gb"] > 72  # 141 GB of bf16 weights alone
+    assert (fields["strategy"], fields["fsdp_peft_wrap"]) == ("fsdp", True)
+    assert fields["fsdp_use_orig_params"] is False and fields["fsdp_cpu_ram_efficient_loading"]
+    assert memory["memory.status"] in ("fits", "fits-checkpointed")  # sharded over 8
+    assert {"accelerate>=1.0.1", "peft>0.13.0"} <= set(plan.requirements)
+
+
+def test_qlora_shards_on_small_gpus_and_keeps_ddp_where_a_4bit_replica_fits(tmp_path):
+    small = plan_for(
+        tmp_path, {"adapter": "qlora"}, base="llama-3.3-70b", target="a10g", processes=8
+    )
+    assert small.fields["strategy"] == "fsdp" and not small.refused
+    assert small.fields["bnb_4bit_quant_storage"] == small.fields["bnb_4bit_compute_dtype"]
+    assert "bitsandbytes>=0.43.3" in small.requirements
+    large = plan_for(tmp_path, {"adapter": "qlora"}, base="llama-3.3-70b", target="8xh100")
+    assert large.fields["strategy"] == "ddp" and large.fields["bnb_4bit_quant_storage"] == "uint8"
+    assert large.memory["memory.replica_status"] == "fits"
+
+
+def test_small_adapters_keep_ddp(tmp_path):
+    fields = plan_for(tmp_path, base="llama-3.1-8b", target="8xh100").fields
+    assert fields["strategy"] == "ddp" and fields["fsdp_peft_wrap"] is False
+
+
+def test_the_fsdp_adapter_script_wraps_apart_gathers_to_save_and_stores_4bit_as_compute(
+    tmp_path,
+):
+    text, tree, constants = script_parts(
+        tmp_path, {"adapter": "qlora"}, "llama-3.3-70b", "a10g", processes=8
+    )
+    assert "# Launch:" in text and "torchrun --nproc_per_node 8" in text
+    [adapter] = constants["ADAPTERS"]
+    plan = adapter["plan"]
+    namespace: dict = {"BASE_MODEL": constants["BASE_MODEL"]}
+    function = next(node for node in tree.body if getattr(node, "name", "") == "fsdp_arguments")
+    exec(compile(ast.Module(body=[function], type_ignores=[]), "script", "exec"), namespace)
+    assert namespace["fsdp_arguments"](plan) == {
+        "fsdp": "full_shard auto_wrap",
+        "fsdp_config": {
+            "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"],
+            "use_orig_params": False,
+            "cpu_ram_efficient_loading": True,
+            "sync_module_states": True,
+        },
+    }
+    calls = {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    assert {"shard_adapter_apart", "save_result"} <= calls
+    assert 'set_state_dict_type("FULL_STATE_DICT")' in text
+    assert "fsdp_auto_wrap_policy(trainer.model)" in text
+    assert "bnb_4bit_quant_storage" in text and plan["bnb_4bit_quant_storage"] == "bfloat16"
+    assert 'os.environ.setdefault("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")' in text

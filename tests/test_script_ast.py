@@ -63,7 +63,9 @@ def test_qlora_for_cuda_loads_nf4_double_quant_in_plan_precision(tmp_path, targe
         "bnb_4bit_quant_type": "plan['bnb_4bit_quant_type']",
         "bnb_4bit_use_double_quant": "plan['bnb_4bit_use_double_quant']",
         "bnb_4bit_compute_dtype": "getattr(torch, plan['bnb_4bit_compute_dtype'])",
+        "bnb_4bit_quant_storage": "getattr(torch, plan['bnb_4bit_quant_storage'])",
     }
+    assert plan["bnb_4bit_quant_storage"] == "uint8"  # one process: packed storage
     lora = call_keywords(tree, "LoraConfig")
     assert lora["use_dora"] == "plan['use_dora']" and plan["use_dora"] is False
     assert lora["target_modules"] == "targets"
