@@ -196,11 +196,12 @@ def _render(args: argparse.Namespace) -> int:
     from dlm_gen.pipeline import plan_document
     from dlm_gen.render import write_atomically
     from dlm_gen.rules import load_rules
-    from dlm_gen.scripts import remove_older, remove_stale_temporaries
+    from dlm_gen.scripts import remove_replaced, remove_stale_temporaries
 
     out = Path(args.out)
     rules = load_rules()
     problems: list[Problem] = []
+    written = []
     for file in args.files:
         try:
             planned = plan_document(file, args.target, args.processes, rules=rules)
@@ -211,8 +212,9 @@ def _render(args: argparse.Namespace) -> int:
             problems.extend(exc.problems)
             continue
         _say(path)
-        for older in remove_older(out, path):  # the document's previous script, same target
-            _say(f"removed {older} (an older render of {file})", file=sys.stderr)
+        written.append(path)
+    for older in remove_replaced(out, written):  # each document's previous script, same target
+        _say(f"removed {older.path} (an older render of {older.document})", file=sys.stderr)
     remove_stale_temporaries(out)
     if problems:
         _print_problems(problems)

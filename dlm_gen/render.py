@@ -11,6 +11,7 @@ working directory. Every document value reaches the source through the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -69,10 +70,8 @@ def render_plans(
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     script_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
     name = f"train_{script_hash}.py"
-    text = (
-        _environment()
-        .from_string(template_text)
-        .render(**context, version=__version__, script_hash=script_hash, script_name=name)
+    text = _compiled(template_text).render(
+        **context, version=__version__, script_hash=script_hash, script_name=name
     )
     size, cap = len(text.encode("utf-8")), limits()["max_script_bytes"]
     if size > cap:
@@ -235,6 +234,12 @@ def adapters_source(plans: list[Plan]) -> str:
             f"{INDENT}}},\n"
         )
     return "ADAPTERS = [\n" + "".join(entries) + "]"
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(template_text: str):
+    """The template compiled once per process (a render of many documents reuses it)."""
+    return _environment().from_string(template_text)
 
 
 def _environment():

@@ -62,16 +62,23 @@ def scripts_of(out: Path, document: str, except_name: str | None = None) -> list
     return found
 
 
-def remove_older(out: Path, written: Path) -> list[Path]:
-    """Delete the scripts of the same document and target that `written` replaces."""
-    header = read_header(written)
-    if header is None:
-        return []
+def remove_replaced(out: Path, written: list[Path]) -> list[ScriptHeader]:
+    """Delete the scripts that the `written` ones replace (same document, same target),
+    reading each header in `out` once, so a render of many documents stays linear."""
+    names = {path.name for path in written}
+    replaced = {
+        (header.document, header.target)
+        for header in map(read_header, written)
+        if header is not None
+    }
     removed = []
-    for older in scripts_of(out, header.document, except_name=written.name):
-        if older.target == header.target:
-            older.path.unlink(missing_ok=True)
-            removed.append(older.path)
+    for script in sorted(out.glob("train_*.py")) if replaced else ():
+        if script.name in names:
+            continue
+        header = read_header(script)
+        if header is not None and (header.document, header.target) in replaced:
+            script.unlink(missing_ok=True)
+            removed.append(header)
     return removed
 
 

@@ -51,3 +51,9 @@ def test_preference_overhead_runs_and_starts_at_ln2():
     result = run_bench("preference_overhead.py", "--runs", "1", "--steps", "3")
     assert "DPO step: generated" in result.stdout and "ratio" in result.stdout
     assert "step-1 loss of the generated phase: 0.6931" in result.stdout
+
+
+def test_render_many_renders_every_document_in_one_process():
+    result = run_bench("render_many.py", "--documents", "30", "--separate", "2")
+    assert "30 documents, 30 scripts written" in result.stdout
+    assert "ratio one-process / separate" in result.stdout

@@ -70,6 +70,21 @@ def test_render_takes_many_documents_and_reports_each_failure_in_place(tmp_path,
     )
 
 
+def test_rendering_again_replaces_each_documents_older_script_only(tmp_path, cli):
+    first = write_dlm(tmp_path, {"base_model": "smollm2-135m"}, name="first.dlm")
+    second = write_dlm(tmp_path, {"base_model": "smollm2-135m"}, "Other prose.\n", name="two.dlm")
+    out = tmp_path / "gen"
+    assert cli("render", first, second, "--target", "cpu", "--out", out)[0] == 0
+    before = {p.name for p in out.glob("train_*.py")}
+    changed = write_dlm(
+        tmp_path, {"base_model": "smollm2-135m", "training": {"lora_r": 4}}, name="first.dlm"
+    )
+    code, _, err = cli("render", changed, second, "--target", "cpu", "--out", out)
+    after = {p.name for p in out.glob("train_*.py")}
+    assert code == 0 and len(after) == 2 and len(before & after) == 1  # second's stays
+    assert "an older render of ../first.dlm" in err
+
+
 def test_same_inputs_give_byte_identical_files(tmp_path):
     """Different PYTHONHASHSEED, cwd, and a relative vs absolute document path."""
     shutil.copy(GALORE, tmp_path / "doc.dlm")
