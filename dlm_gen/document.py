@@ -155,12 +155,7 @@ class Document:
 
     def line_of(self, dotted_field: str) -> int:
         """The line of a frontmatter field such as `training.optimizer` (or its parent)."""
-        path: tuple[str | int, ...] = tuple(dotted_field.split("."))
-        while path:
-            if path in self.field_lines:
-                return self.field_lines[path]
-            path = path[:-1]
-        return self.frontmatter_line
+        return self.written_line(dotted_field) or self.frontmatter_line
 
 
 def load_document(

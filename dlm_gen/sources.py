@@ -86,7 +86,12 @@ class SourceReport:
 
 
 class _Refused(Exception):
-    """A directive that cannot be read as written; the message goes to its `path:` line."""
+    """A directive that cannot be read as written; the message goes to the line of its
+    `field` (`path` unless a pattern is at fault)."""
+
+    def __init__(self, message: str, field: str = "path") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def expand_sources(
@@ -103,11 +108,12 @@ def expand_sources(
     problems: list[Problem] = []
     for index, directive in enumerate(directives):
         line = line_of(("training", "sources", index, "path"))
-        label = f"training.sources.{index}.path"
         try:
             report = _expand(directive, line, document_dir, strict, budget, max_walked)
         except _Refused as exc:
-            problems.append(Problem(document_path, line, label, str(exc)))
+            where = ("training", "sources", index, exc.field)
+            field = ".".join(str(part) for part in where)
+            problems.append(Problem(document_path, line_of(where), field, str(exc)))
             continue
         budget -= sum(f.size for f in report.files)
         reports.append(report)
@@ -143,8 +149,7 @@ def _expand(
         )
         raise _Refused(f"no such file or directory '{written}'{anchor}")
     candidates = _walk(root, max_walked, written) if is_dir else [(root.name, root)]
-    excluded = [_glob(p) for p in directive.exclude]
-    included = [_glob(p) for p in directive.include]
+    excluded, included = _globs(directive.exclude, "exclude"), _globs(directive.include, "include")
     chosen = [
         (relpath, path)
         for relpath, path in candidates
@@ -237,6 +242,19 @@ def _is_under(path: Path, directory: Path) -> bool:
     except (ValueError, OSError, RuntimeError):
         return False
     return True
+
+
+def _globs(patterns: list[str], field: str) -> list[re.Pattern[str]]:
+    """The directive's patterns compiled; one that is no glob is refused at its line."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(_glob(pattern))
+        except re.error as exc:  # e.g. a character class [z-a]
+            raise _Refused(
+                f"pattern {pattern[:80]!r} is not a valid glob: {exc.msg}", field
+            ) from None
+    return compiled
 
 
 def _glob(pattern: str) -> re.Pattern[str]:

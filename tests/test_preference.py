@@ -12,7 +12,7 @@ import pytest
 
 from dlm_gen.pipeline import plan_document
 from dlm_gen.render import write_atomically
-from tests.conftest import plan_of, run_dlm_gen, write_dlm
+from tests.conftest import import_script, plan_of, run_dlm_gen, write_dlm
 from tests.test_train_e2e import FAST as SFT_FAST
 
 PAIRS = """The rules live in yaml tables.
@@ -143,6 +143,21 @@ def test_hash_diff_and_header_cover_the_phase(tmp_path):
     done = run_dlm_gen("diff", path, changed, "--target", "cpu")
     assert done.returncode == 1
     assert "preference_beta: 0.1 -> 0.3" in done.stdout
+
+
+def test_the_run_digest_tells_triples_apart(tmp_path):
+    """compare refuses runs of different rows by this digest: a changed triple must show."""
+    path = write_dlm(tmp_path, {"base_model": "smollm2-135m"}, PAIRS + TRIPLES)
+    out = tmp_path / "generated"
+    script = import_script(Path(run_dlm_gen("render", path, "--out", out).stdout.strip()))
+    rows = script.ROWS
+    changed = [
+        {**row, "chosen": row["chosen"] + "!"} if row["kind"] == "preference" else row
+        for row in rows
+    ]
+    assert script.rows_digest(rows) != script.rows_digest(changed)
+    sft_only = [row for row in rows if row["kind"] != "preference"]
+    assert script.rows_digest(sft_only) == script.rows_digest(list(reversed(sft_only)))
 
 
 # --- Training (slow, tiny model) ------------------------------------------------------

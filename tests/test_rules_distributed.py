@@ -11,7 +11,7 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import EXAMPLES, write_dlm
+from tests.conftest import EXAMPLES, script_constant, write_dlm
 
 
 def plan_for(tmp_path, training=None, base="smollm2-135m", target="cpu", processes=None):
@@ -97,15 +97,8 @@ def script_parts(tmp_path, training, base, target, processes=None):
     rules = load_rules()
     document = load_document(path)
     text = render_plans(document, make_plans(document, rules, target, processes), rules).text
-    tree = ast.parse(text)
-    constants = {
-        node.targets[0].id: ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and isinstance(node.targets[0], ast.Name)
-        and node.targets[0].id in ("BASE_MODEL", "ADAPTERS")
-    }
-    return text, tree, constants
+    constants = {name: script_constant(text, name) for name in ("BASE_MODEL", "ADAPTERS")}
+    return text, ast.parse(text), constants
 
 
 def test_a_70b_lora_shards_with_fsdp_where_a_replica_does_not_fit(tmp_path):

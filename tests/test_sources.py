@@ -216,17 +216,37 @@ def test_a_sources_document_trains_and_check_flags_a_changed_source(tmp_path, ti
     assert stale.returncode == 1 and "stale:" in stale.stderr
 
 
-@pytest.mark.parametrize("written", ["bad\0path", "x" * 4000, "/dev/zero", "fifo"])
-def test_hostile_paths_are_located_errors_or_skips_never_a_hang(tmp_path, written):
+@pytest.mark.parametrize(
+    ("written", "outcome"),
+    [
+        ("bad\0path", "no such file or directory"),
+        ("x" * 4000, "cannot read"),
+        ("/dev/zero", "unreadable"),  # a device: counted, never read
+        ("fifo", "unreadable"),  # a FIFO: counted, never opened (no hang)
+    ],
+)
+def test_hostile_paths_are_located_errors_or_skips_never_a_hang(tmp_path, written, outcome):
     os.mkfifo(tmp_path / "fifo")
     path = document_with(tmp_path, {"path": written})
-    try:
-        document = load_document(path)
-    except DlmError as exc:
-        assert exc.problems[0].field == "training.sources.0.path"
+    if outcome == "unreadable":
+        (report,) = load_document(path).sources
+        assert report.files == () and report.skipped["unreadable"] == 1
         return
-    (report,) = document.sources
-    assert report.files == () and report.skipped["unreadable"] == 1
+    with pytest.raises(DlmError) as raised:
+        load_document(path)
+    (problem,) = raised.value.problems
+    assert problem.field == "training.sources.0.path" and outcome in problem.message
+
+
+def test_a_pattern_that_is_no_glob_is_refused_at_its_line(tmp_path):
+    tree(tmp_path / "notes", {"a.md": b"A.\n"})
+    path = document_with(tmp_path, {"path": "notes", "include": ["[z-a]*.md"]})
+    done = run_dlm_gen("explain", path)
+    line = path.read_text(encoding="utf-8").split("\n").index("    include:") + 1
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"doc.dlm:{line}: training.sources.0.include: pattern '[z-a]*.md' is not a valid" in (
+        done.stderr
+    )
 
 
 def test_source_text_reaches_the_script_only_as_a_literal(tmp_path):
