@@ -22,14 +22,35 @@ from dlm_gen.scripts import parse_header, scripts_of
 
 
 def check_document(
-    file: str, out: Path, target: str | None, processes: int | None = None
+    file: str, out: Path, target: str | None, processes: int | None = None, sbatch: bool = False
 ) -> list[Problem]:
+    """The script's problems; with `sbatch`, also its SLURM batch file's (one that is
+    there is always compared: a hand-edited batch file is as wrong as a script)."""
     try:
         planned = plan_document(file, target, processes)
         rendered = planned.render(out)
     except DlmError as exc:
         return exc.problems
-    return _compare_with_disk(file, out, rendered, planned.plans[0].target)
+    problems = _compare_with_disk(file, out, rendered, planned.plans[0].target)
+    return problems or _compare_sbatch(file, out, rendered, planned.plans[0].target, sbatch)
+
+
+def _compare_sbatch(
+    file: str, out: Path, rendered: Rendered, target_name: str, required: bool
+) -> list[Problem]:
+    path = out / rendered.sbatch_name
+    hint = f"run `dlm-gen render {file} --target {target_name} --sbatch`"
+    if not path.exists():
+        return [Problem(str(path), None, None, f"missing: {hint}")] if required else []
+    try:
+        on_disk = read_bounded(path, limits()["max_script_bytes"])
+    except InputFileError as exc:
+        return [Problem(str(path), None, None, f"cannot be checked: {exc}")]
+    if on_disk == rendered.sbatch.encode("utf-8"):
+        return []
+    return [
+        Problem(str(path), None, None, f"hand-edited: differs from what {file} renders; {hint}")
+    ]
 
 
 def _compare_with_disk(file: str, out: Path, rendered: Rendered, target_name: str) -> list[Problem]:

@@ -24,7 +24,12 @@ def _add_target_options(command: argparse.ArgumentParser) -> None:
         "--processes",
         "--gpus",
         type=_positive,
-        help="training processes, one per GPU (default: the target's GPU count)",
+        help="training processes per node, one per GPU (default: the target's GPU count)",
+    )
+    command.add_argument(
+        "--nodes",
+        type=_positive,
+        help="machines the run spans, each with the target's GPUs (same as --target NxNAME)",
     )
 
 
@@ -40,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("files", metavar="FILE.dlm", nargs="+")
     _add_target_options(render)
     render.add_argument("--out", default="generated", help="output directory (default: generated)")
+    render.add_argument(
+        "--sbatch",
+        action="store_true",
+        help="also write the SLURM batch file train_<hash>.sbatch beside the script",
+    )
 
     check = commands.add_parser(
         "check", help="exit 1 if a rendered script is missing, stale or hand-edited"
@@ -47,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", metavar="FILE.dlm", nargs="+")
     _add_target_options(check)
     check.add_argument("--out", default="generated", help="output directory (default: generated)")
+    check.add_argument(
+        "--sbatch",
+        action="store_true",
+        help="also check the SLURM batch file train_<hash>.sbatch beside the script",
+    )
 
     explain = commands.add_parser("explain", help="print the plan and why it was chosen")
     explain.add_argument("file", metavar="FILE.dlm")
@@ -115,6 +130,11 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "nodes", None) is not None:
+            from dlm_gen.resolve import with_nodes
+            from dlm_gen.rules import load_rules
+
+            args.target = with_nodes(args.target, args.nodes, load_rules())
         if args.command == "explain":
             return _explain(args)
         if args.command == "render":
@@ -205,7 +225,7 @@ def _render(args: argparse.Namespace) -> int:
     for file in args.files:
         try:
             planned = plan_document(file, args.target, args.processes, rules=rules)
-            path = write_atomically(out, planned.render(out))
+            path = write_atomically(out, planned.render(out), sbatch=args.sbatch)
         except DlmError as exc:
             if len(args.files) == 1:
                 raise
@@ -230,7 +250,7 @@ def _check(args: argparse.Namespace) -> int:
     problems = [
         p
         for file in args.files
-        for p in check_document(file, Path(args.out), args.target, args.processes)
+        for p in check_document(file, Path(args.out), args.target, args.processes, args.sbatch)
     ]
     if problems:
         _print_problems(problems)

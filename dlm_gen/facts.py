@@ -43,6 +43,8 @@ TARGET_FACTS: dict[str, Domain] = {
     "target.bf16": (True, False),
     "target.flash_attn": (True, False),
     "target.gpu_count": None,
+    "target.nodes": None,
+    "target.processes_per_node": None,
     "target.processes": None,
 }
 CORPUS_FACTS: dict[str, Domain] = {
@@ -125,9 +127,13 @@ def input_fact_domains(training: type[TrainingConfig]) -> dict[str, Domain]:
 def target_facts(
     name: str, profile: Mapping[str, object], processes: int | None = None
 ) -> dict[str, object]:
-    """The profile's facts; `processes` (training processes) defaults to its GPU count."""
+    """The profile's facts. `processes` (training processes per node) defaults to its GPU
+    count; `target.processes` is the world size, over every node."""
     facts = {"target.name": name, **{f"target.{key}": value for key, value in profile.items()}}
-    facts["target.processes"] = processes or max(1, int(profile["gpu_count"]))
+    per_node = processes or max(1, int(profile["gpu_count"]))
+    facts["target.nodes"] = nodes = int(profile.get("nodes") or 1)
+    facts["target.processes_per_node"] = per_node
+    facts["target.processes"] = per_node * nodes
     return facts
 
 

@@ -24,6 +24,7 @@ from dlm_gen import __version__
 from dlm_gen.document import Document
 from dlm_gen.errors import DlmError
 from dlm_gen.explain import describe_system_prompt
+from dlm_gen.launch import launch_command, sbatch_name, sbatch_text
 from dlm_gen.limits import limits
 from dlm_gen.literals import (
     INDENT,
@@ -47,6 +48,11 @@ class Rendered:
     name: str  # train_<hash>.py
     script_hash: str
     text: str
+    sbatch: str  # the SLURM batch file train_<hash>.sbatch, written on request
+
+    @property
+    def sbatch_name(self) -> str:
+        return sbatch_name(self.name)
 
 
 def render_plans(
@@ -70,8 +76,9 @@ def render_plans(
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     script_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
     name = f"train_{script_hash}.py"
+    launch = launch_command(plans[0].fields, script_hash)  # dist-*: the same for every adapter
     text = _compiled(template_text).render(
-        **context, version=__version__, script_hash=script_hash, script_name=name
+        **context, version=__version__, script_hash=script_hash, script_name=name, launch=launch
     )
     size, cap = len(text.encode("utf-8")), limits()["max_script_bytes"]
     if size > cap:
@@ -82,7 +89,14 @@ def render_plans(
             f"the rendered script would be {size} bytes; the limit is {cap} "
             "(rules/limits.yaml max_script_bytes): split the corpus into several documents",
         )
-    return Rendered(name, script_hash, text)
+    sbatch = sbatch_text(
+        plans[0].fields,
+        script_hash,
+        name,
+        str(context["document_name"]),
+        int(context["target"]["gpu_count"]) if context["target"]["backend"] == "cuda" else 0,
+    )
+    return Rendered(name, script_hash, text, sbatch)
 
 
 def relative_to(path: Path, start: Path) -> str:
@@ -96,7 +110,8 @@ def _context(
     base = plans[0].base
     document_path = Path(document.path)
     # distributed.yaml decides how the script is launched (the same for every adapter).
-    launcher, processes = plans[0].fields["launcher"], plans[0].fields["processes"]
+    fields = plans[0].fields
+    processes, nodes = fields["processes"], fields["nodes"]
     target = {"name": plans[0].target, **plans[0].target_profile}
     rows = script_rows(document)
     warnings = _warnings(plans)
@@ -119,8 +134,8 @@ def _context(
         "document_name": relative_to(document_path, out_dir),
         "target_name": target["name"],
         "target_description": (target["gpu"] or "host CPU")
-        + (f", {processes} processes" if processes > 1 else ""),
-        "launch": launcher if launcher == "python" else f"{launcher} --nproc_per_node {processes}",
+        + (f", {nodes} nodes x {_processes(fields['processes_per_node'])}" if nodes > 1 else "")
+        + (f", {_processes(processes)}" if nodes == 1 and processes > 1 else ""),
         "target": target,
         "base_model": {
             "key": base.key,
@@ -165,6 +180,10 @@ def _context(
 
 
 # Every flag the script takes, for the header's launch line.
+def _processes(count: object) -> str:
+    return f"{count} process" if count == 1 else f"{count} processes"
+
+
 LAUNCH_FLAGS = (
     "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--keep-checkpoints] "
     "[--base-path DIR] [--base-dir DIR] [--prompt TEXT]"
@@ -264,19 +283,26 @@ def comment_text(value: object) -> str:
     return visible(str(value))
 
 
-def write_atomically(directory: Path, rendered: Rendered) -> Path:
-    """Temp file in the same directory, fsync, then rename: a reader never sees half a script.
+def write_atomically(directory: Path, rendered: Rendered, *, sbatch: bool = False) -> Path:
+    """Write the script (and, asked for, its SLURM batch file) so that a reader never
+    sees half of either; returns the script's path."""
+    if sbatch:
+        write_file_atomically(directory / rendered.sbatch_name, rendered.sbatch)
+    return write_file_atomically(directory / rendered.name, rendered.text)
+
+
+def write_file_atomically(path: Path, text: str) -> Path:
+    """Temp file in the same directory, fsync, then rename.
 
     The temporary file is not executable until its bytes are on disk; an error
     names the destination, not the temporary file.
     """
-    path = directory / rendered.name
     temporary: str | None = None
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".train_", suffix=".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".train_", suffix=".tmp")
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(rendered.text.encode("utf-8"))
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
             os.fchmod(handle.fileno(), 0o755)

@@ -9,6 +9,7 @@ and kept as written. Each failure is a located error on `base_model`.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 from dlm_gen import basemodels
@@ -18,6 +19,35 @@ from dlm_gen.limits import limits
 from dlm_gen.rules import RuleSet
 
 HOST_TARGET = "host"
+# `2x8xh100`: two nodes of the `8xh100` profile (`--nodes 2 --target 8xh100` says the same).
+_NODES_PREFIX = re.compile(r"^(?P<nodes>[1-9][0-9]{0,3})x(?P<profile>.+)$")
+
+
+def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | None:
+    """The target name that `--nodes N` and `--target NAME` say together."""
+    if nodes is None:
+        return name
+    name = name or rules.default_target
+    written = _split_nodes(name, rules)
+    if written is not None and written[0] != nodes:
+        raise DlmError.one(
+            "--nodes",
+            None,
+            None,
+            f"--nodes {nodes} contradicts --target {name}, which names {written[0]} nodes",
+        )
+    profile = written[1] if written is not None else name
+    return profile if nodes == 1 else f"{nodes}x{profile}"
+
+
+def _split_nodes(name: str, rules: RuleSet) -> tuple[int, str] | None:
+    """(nodes, profile name) for a `<N>x<profile>` name whose profile is known."""
+    if name in rules.targets:
+        return None
+    match = _NODES_PREFIX.match(name)
+    if match and (match["profile"] in rules.targets or match["profile"] == HOST_TARGET):
+        return int(match["nodes"]), match["profile"]
+    return None
 
 
 def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, object]]:
@@ -28,18 +58,25 @@ def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, obj
     """
     name = name or rules.default_target
     if name in rules.targets:
-        return name, rules.targets[name]
+        return name, {**rules.targets[name], "nodes": 1}
     if name == HOST_TARGET:
         from dlm_gen.doctor import detect_host
 
-        return HOST_TARGET, detect_host(rules.targets)
+        return HOST_TARGET, {**detect_host(rules.targets), "nodes": 1}
+    nodes = _split_nodes(name, rules)
+    if nodes is not None:
+        count, profile_name = nodes
+        _, profile = resolve_target(rules, profile_name)
+        canonical = profile_name if count == 1 else name
+        return canonical, {**profile, "nodes": count}
     close = difflib.get_close_matches(name, list(rules.targets), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise DlmError.one(
         "--target",
         None,
         None,
-        f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))}, host)",
+        f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))}, host; "
+        "N nodes of one: Nx<name>, e.g. 2x8xh100)",
     )
 
 

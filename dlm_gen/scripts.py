@@ -78,6 +78,7 @@ def remove_replaced(out: Path, written: list[Path]) -> list[ScriptHeader]:
         header = read_header(script)
         if header is not None and (header.document, header.target) in replaced:
             script.unlink(missing_ok=True)
+            script.with_suffix(".sbatch").unlink(missing_ok=True)  # its SLURM batch file
             removed.append(header)
     return removed
 

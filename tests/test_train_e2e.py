@@ -6,6 +6,8 @@ import json
 import math
 import os
 import re
+import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -372,6 +374,77 @@ def test_two_process_torchrun_on_cpu(tmp_path, tiny_model):
     assert (output_dir / "adapter" / "adapter_model.safetensors").is_file()
     [run_] = manifest["adapters"]
     assert run_["trainer_args"]["max_steps"] == 4 and math.isfinite(run_["final_train_loss"])
+
+
+def header_launch(script: Path, env: dict[str, str]) -> list[str]:
+    """The header's Launch line up to the script's name, as argv, run with this Python."""
+    from tests.test_multinode import header_launch as launch_text
+
+    line = launch_text(script.read_text())
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        line = line.replace(f"${name}", env[name])
+    words = shlex.split(line)
+    words = words[: words.index(script.name)]
+    assert words[0] == "torchrun"
+    return [sys.executable, "-m", "torch.distributed.run", *words[1:]]
+
+
+def launch_two_nodes(scripts: list[Path], output_dir: Path, *args: str) -> list:
+    """One launcher per "node" on the loopback interface, started as the header says."""
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    launches = [
+        subprocess.Popen(
+            [*header_launch(script, env), str(script), "--output-dir", str(output_dir), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for script in scripts
+    ]
+    return [(launch, *launch.communicate(timeout=600)) for launch in launches]
+
+
+def test_two_nodes_on_the_loopback_train_one_run(tmp_path, tiny_model):
+    """Two torchrun launchers (the header's line, one process each, gloo) meet at a c10d
+    rendezvous on 127.0.0.1: both train the same steps; one run.json, one adapter."""
+    script = render(tmp_path, tiny_model, {}, target="2xcpu")
+    output_dir = tmp_path / "run"
+    results = launch_two_nodes([script, script], output_dir, "--max-steps", "3")
+    for launch, _, stderr in results:
+        assert launch.returncode == 0, stderr[-3000:]
+    stdout = "".join(out for _, out, _ in results)
+    assert "rank 0: trained 3 step(s)" in stdout and "rank 1: trained 3 step(s)" in stdout
+    manifest = json.loads((output_dir / "run.json").read_text())
+    assert (manifest["world_size"], manifest["nodes"], manifest["processes_per_node"]) == (2, 2, 1)
+    assert [p.name for p in output_dir.rglob("run.json")] == ["run.json"]
+    assert len(list(output_dir.rglob("adapter_model.safetensors"))) == 1
+    [run_] = manifest["adapters"]
+    assert run_["trainer_args"]["max_steps"] == 3 and math.isfinite(run_["final_train_loss"])
+
+
+def test_ranks_running_different_scripts_are_refused_before_training(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {}, target="2xcpu")
+    copy = tmp_path / "other-node" / script.name  # another checkout: one byte differs
+    copy.parent.mkdir()
+    copy.write_text(script.read_text() + "# edited\n")
+    output_dir = tmp_path / "run"
+    results = launch_two_nodes([script, copy], output_dir, "--max-steps", "3")
+    for launch, _, stderr in results:
+        assert launch.returncode != 0
+        assert "the ranks run different scripts" in stderr, stderr[-3000:]
+    assert not output_dir.exists()  # refused before anything was written
+
+
+def test_a_multi_node_script_refuses_a_one_node_launch(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {}, target="2xcpu")
+    result = run(script, tmp_path / "run")
+    assert result.returncode == 1
+    assert "trains on 2 node(s) x 1 process(es) per node" in result.stderr
+    assert "--nnodes 2 --nproc_per_node 1 --rdzv_backend c10d" in result.stderr
 
 
 def render_for_processes(directory: Path, base: Path, processes: int) -> Path:
