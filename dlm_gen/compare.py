@@ -25,6 +25,10 @@ FIGURES = (
     ("rank", lambda r: _rank(r) if r["plan"].get("peft", True) else None, ""),
     ("trainable parameters", lambda r: r["trainable_parameters"], ""),
     ("steps", lambda r: r["steps"], ""),
+    # Packed runs (rules/packing.yaml) take fewer steps for the same samples.
+    ("packed", lambda r: {True: "yes", False: "no"}[r["packing"]["on"]], ""),
+    ("tokens trained", lambda r: r.get("tokens_trained"), ""),
+    ("padding tokens", lambda r: r.get("padding_tokens"), ""),
     ("final train loss", lambda r: r["final_train_loss"], ""),
     ("eval loss", lambda r: r["eval_loss"], ""),
     ("eval rows", lambda r: eval_rows(r)[0], ""),

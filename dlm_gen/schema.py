@@ -87,6 +87,13 @@ class TrainingConfig(FormatBlocks, AdapterSettings):
     precision: str | None = Field(None, description="null lets the plan pick.")
     attention: str = Field("auto", description="Attention implementation; auto lets the plan pick.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for every RNG.")
+    packing: bool = Field(
+        True,
+        description=(
+            "Pack SFT rows into sequence_len rows where the attention keeps packed "
+            "samples apart (rules/packing.yaml); false pads each row alone."
+        ),
+    )
     eval_fraction: Literal["auto"] | Annotated[float, Field(ge=0.0, le=0.5)] = Field(
         "auto",
         description=(

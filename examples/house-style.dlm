@@ -12,7 +12,9 @@ training:
   lora_dropout: 0.0
   learning_rate: 2e-3
   num_epochs: 3
-  micro_batch_size: 4
+  # Packed (rules/packing.yaml), a 96-token row holds about two of these pairs:
+  # two rows per step train on about four pairs, as four unpacked rows would.
+  micro_batch_size: 2
   grad_accum: 1
   sequence_len: 96
   warmup_ratio: 0.0

@@ -205,3 +205,22 @@ def script_constant(script: str, name: str) -> object:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
             return ast.literal_eval(node.value)
     raise AssertionError(f"{name} is not assigned in the script")
+
+
+def script_definitions(script: str, *names: str) -> dict[str, object]:
+    """The named top-level functions and classes of a rendered script, defined in a
+    namespace that has the script's module-level imports (so a test runs the script's
+    own code, not a copy of it)."""
+    import ast
+
+    tree = ast.parse(script)
+    wanted = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or getattr(node, "name", None) in names
+    ]
+    missing = set(names) - {getattr(node, "name", None) for node in wanted}
+    assert not missing, f"not defined in the script: {sorted(missing)}"
+    namespace: dict[str, object] = {}
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), "script", "exec"), namespace)
+    return {name: namespace[name] for name in names}

@@ -30,6 +30,10 @@ def test_gpu_check_smoke_runs_on_the_cpu():
     assert any(line.startswith("lora ") for line in lines)
     assert any(line.startswith("galore (full)") for line in lines)
     assert "DoRA/LoRA step time ratio:" in result.stdout
+    assert "packed/unpacked effective tokens/s:" in result.stdout
+    # Two CPU processes, and the plan itself chose FSDP (a replica does not fit the profile).
+    [fsdp] = [line for line in lines if line.startswith("FSDP LoRA, 2 processes")]
+    assert "fsdp2)" in fsdp and "world size 2" in fsdp and fsdp.endswith("one adapter: True")
 
 
 SMALL_DOCUMENT = ("--rows", "300", "--bytes", "300000")
@@ -57,3 +61,11 @@ def test_render_many_renders_every_document_in_one_process():
     result = run_bench("render_many.py", "--documents", "30", "--separate", "2")
     assert "30 documents, 30 scripts written" in result.stdout
     assert "ratio one-process / separate" in result.stdout
+
+
+def test_packing_throughput_runs_and_packing_cuts_padding():
+    result = run_bench("packing_throughput.py", "--runs", "1", "--steps", "2")
+    assert "packed / unpacked:" in result.stdout and "packed / TRL packing=True:" in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("padding fraction")]
+    unpacked, packed = (float(x.rstrip(",")) for x in line.split()[3::2])
+    assert packed < unpacked  # the mixed-length corpus pads less once packed

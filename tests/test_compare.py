@@ -228,3 +228,19 @@ def test_a_broken_preference_record_is_a_located_error(tmp_path, cli, change, fi
     b = write_run(tmp_path / "dora", run_record("dora", 4.0))
     code, _, err = cli("compare", directory, b)
     assert code == 1 and f"adapters[0].{field}" in err and "Traceback" not in err
+
+
+def test_packing_and_tokens_have_rows_and_older_runs_show_none(tmp_path, cli):
+    packed = {"packing": {"on": True}, "tokens_trained": 900, "padding_tokens": 30}
+    unpacked = {"packing": {"on": False}, "tokens_trained": 900, "padding_tokens": 400}
+    a = write_run(tmp_path / "a", run_record("lora", 5.0, **unpacked))
+    b = write_run(tmp_path / "b", run_record("dora", 4.0, **packed))
+    old = write_run(tmp_path / "old", run_record("dora", 4.0))  # written before packing
+    code, out, _ = cli("compare", a, b, "--json")
+    assert code == 0
+    rows = {row["figure"]: row for row in json.loads(out)["figures"]}
+    assert (rows["packed"]["a"], rows["packed"]["b"]) == ("no", "yes")
+    assert rows["padding tokens"]["relative"] == pytest.approx(-370 / 400)
+    code, out, _ = cli("compare", a, old, "--json")
+    rows = {row["figure"]: row for row in json.loads(out)["figures"]}
+    assert code == 0 and rows["packed"]["b"] is None and rows["tokens trained"]["b"] is None

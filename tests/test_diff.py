@@ -63,8 +63,8 @@ def test_json_and_markdown(tmp_path):
     [optim] = [c for c in plan["fields"] if c["field"] == "optim"]
     assert optim["old"] == "adamw_torch_fused" and optim["new"] == "galore_adamw"
     assert optim["new_source"].startswith("rules/optimizers.yaml:")
-    # AdamW's fused kernel needs torch>=2.8; GaLore's plan needs only the stack's torch>=2.2.
-    assert data["requirements_added"] == ["galore-torch", "torch>=2.2"]
+    # AdamW's fused kernel needs torch>=2.8; GaLore's plan needs only packing's torch>=2.6.
+    assert data["requirements_added"] == ["galore-torch", "torch>=2.6"]
     assert data["requirements_removed"] == ["torch>=2.8"] and data["changed"] is True
     markdown = run_dlm_gen("diff", lora, galore, "--format", "md").stdout
     assert markdown.startswith("### dlm-gen diff")

@@ -34,6 +34,7 @@ CHANGES = {
     "attention": ("eager", 'plan["attn"]'),
     "seed": (7, 'plan["seed"]'),
     "eval_fraction": (0.3, 'plan["eval_fraction"]'),
+    "packing": (False, 'plan["packing"]'),
     "use_dora": (True, 'plan["use_dora"]'),
     "galore_rank": (16, 'plan["galore_rank"]'),
     "galore_update_proj_gap": (50, 'plan["galore_update_proj_gap"]'),

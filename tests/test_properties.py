@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
 from dlm_gen.document import load_document
+from dlm_gen.launch import launch_command
 from dlm_gen.plan import make_plans
+from dlm_gen.resolve import with_nodes
 from dlm_gen.rules import load_rules
 from tests.conftest import TINY_LLAMA_CONFIG, dlm_text
 
@@ -64,6 +66,7 @@ training = st.fixed_dictionaries(
         "grad_accum": st.one_of(st.just("auto"), st.integers(1, 64)),
         "lr_scheduler": st.sampled_from(VOCABULARY["lr_scheduler"]),
         "preference": preference_block,
+        "packing": st.booleans(),
     },
 )
 
@@ -122,11 +125,10 @@ def test_engine_promises(document, target):
         asked = settings_["adapter"] == "dora" or settings_["use_dora"] is True
         assert fields["use_dora"] == asked
         peft = next(Requirement(r) for r in plan.requirements if r.startswith("peft"))
-        # (FSDP for an adapter needs peft>0.13.0: its FSDP wrap policy.)
-        assert bool(peft.specifier) == (fields["use_dora"] or bool(fields.get("fsdp_peft_wrap")))
+        assert bool(peft.specifier) == fields["use_dora"]
         if fields["use_dora"]:
             assert not peft.specifier.contains("0.8.0")
-            assert peft.specifier.contains("0.10.0") or fields.get("fsdp_peft_wrap")
+            assert peft.specifier.contains("0.10.0")
         qdora = settings_["adapter"] == "qlora" and fields["use_dora"]
         assert ("peft>=0.10" in plan.requirements) == qdora
         # The small-base warning iff a GaLore optimizer and a base under 1B.
@@ -175,6 +177,12 @@ def test_engine_promises(document, target):
         no_bf16 = fields["precision"] == "bf16" and not RULES.targets[target]["bf16"]
         assert ("dtype-bf16-unsupported-target" in refused) == no_bf16
         assert "undecided-plan-field" not in refused
+        # Packing iff the document leaves it on, there are SFT rows, and the attention
+        # keeps packed samples apart.
+        if not plan.refused:
+            isolating = fields["attn"] in ("sdpa", "eager", "flash_attention_2")
+            wanted = frontmatter["training"].get("packing", True)
+            assert fields["packing"] == (wanted and fields["sft_phase"] and isolating)
 
 
 @settings(max_examples=100, deadline=None)
@@ -192,3 +200,32 @@ def test_explain_json_always_has_the_contract_keys(document, target):
         assert {"adapter", "use_dora", "qlora", "precision", "attn", "optim"} <= set(obj["plan"])
         for decision in obj["decisions"]:
             assert set(decision) >= {"field", "value", "rule", "source"}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    documents(),
+    st.sampled_from(sorted(RULES.targets)),
+    st.integers(1, 8),
+    st.one_of(st.none(), st.integers(1, 16)),
+)
+def test_nodes_multiply_processes_and_only_several_nodes_rendezvous(
+    document, target, nodes, processes
+):
+    frontmatter, body = document
+    path = WORKDIR / "doc.dlm"
+    path.write_text(dlm_text(frontmatter, body), encoding="utf-8")
+    named = with_nodes(target, nodes, RULES)
+    plans = make_plans(load_document(path), RULES, named, processes)
+    per_node = processes or max(1, RULES.targets[target]["gpu_count"])
+    for plan in plans:
+        if plan.refused:
+            continue
+        fields = plan.fields
+        assert fields["processes"] == per_node * nodes
+        assert (fields["nodes"], fields["processes_per_node"]) == (
+            (nodes, per_node) if per_node * nodes > 1 else (1, 1)
+        )
+        launch = launch_command(fields, "0" * 12)
+        assert ("--rdzv_backend c10d" in launch) == (nodes > 1)
+        assert launch.startswith("python") == (per_node * nodes == 1)

@@ -44,6 +44,7 @@ SPECIAL = (
     {"optimizer": "galore_adamw_layerwise", "grad_accum": 2},
     {"sequence_len": 32768},
     {"eval_fraction": 0.2},
+    {"packing": False},
     {"lora_dropout": 0.1},
     {"cpt": {"schedule": "dapt"}},
     {"cpt": {"embed_warmup_steps": 5}},

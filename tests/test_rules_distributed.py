@@ -11,7 +11,7 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import EXAMPLES, script_constant, write_dlm
+from tests.conftest import EXAMPLES, script_constant, script_definitions, write_dlm
 
 
 def plan_for(tmp_path, training=None, base="smollm2-135m", target="cpu", processes=None):
@@ -66,21 +66,30 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "BASE_MODEL"
     )
     assert base["decoder_layer"] == "LlamaDecoderLayer"
-    namespace: dict = {"BASE_MODEL": base}
-    function = next(node for node in tree.body if getattr(node, "name", "") == "fsdp_arguments")
-    exec(compile(ast.Module(body=[function], type_ignores=[]), "script", "exec"), namespace)
+    code = script_definitions(text, "checkpointing_arguments", "fsdp_arguments")
+    code["checkpointing_arguments"].__globals__["BASE_MODEL"] = base
+    code["checkpointing_arguments"].__globals__["checkpointing_keyword"] = lambda: "gc"
     [adapter] = next(
         ast.literal_eval(node.value)
         for node in tree.body
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ADAPTERS"
     )
     plan = adapter["plan"]
-    assert plan["fsdp_options"] == "full_shard auto_wrap"  # dist-fsdp-full decides it
-    assert namespace["fsdp_arguments"](plan) == {
-        "fsdp": "full_shard auto_wrap",
-        "fsdp_config": {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]},
+    assert plan["fsdp_version"] == 2  # dist-fsdp-full decides it
+    arguments = code["checkpointing_arguments"]
+    assert arguments(plan, True) == {
+        "gc": False,  # under FSDP, FSDP's own checkpointing (no second all-gather)
+        "fsdp": True,  # a string of options is deprecated in transformers 5
+        "fsdp_config": {
+            "version": 2,
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"],
+            "reshard_after_forward": True,
+            "activation_checkpointing": True,
+        },
     }
-    assert namespace["fsdp_arguments"]({**plan, "strategy": "ddp"}) == {}
+    assert "activation_checkpointing" not in arguments(plan, False)["fsdp_config"]
+    assert arguments({**plan, "strategy": "ddp"}, True) == {"gc": True}
 
 
 def test_gpus_flag_is_the_process_count(cli):
@@ -107,10 +116,10 @@ def test_a_70b_lora_shards_with_fsdp_where_a_replica_does_not_fit(tmp_path):
     fields, memory = plan.fields, plan.memory
     assert memory["memory.replica_status"] == "does-not-fit"
     assert memory["memory.replica_min_total_gb"] > 72  # 141 GB of bf16 weights alone
-    assert (fields["strategy"], fields["fsdp_peft_wrap"]) == ("fsdp", True)
-    assert fields["fsdp_use_orig_params"] is False and fields["fsdp_cpu_ram_efficient_loading"]
+    assert (fields["strategy"], fields["fsdp_version"]) == ("fsdp", 2)
+    assert fields["fsdp_reshard_after_forward"] and fields["fsdp_cpu_ram_efficient_loading"]
     assert memory["memory.status"] in ("fits", "fits-checkpointed")  # sharded over 8
-    assert {"accelerate>=1.0.1", "peft>0.13.0"} <= set(plan.requirements)
+    assert "accelerate>=1.15.0" in plan.requirements
 
 
 def test_qlora_shards_on_small_gpus_and_keeps_ddp_where_a_4bit_replica_fits(tmp_path):
@@ -127,10 +136,10 @@ def test_qlora_shards_on_small_gpus_and_keeps_ddp_where_a_4bit_replica_fits(tmp_
 
 def test_small_adapters_keep_ddp(tmp_path):
     fields = plan_for(tmp_path, base="llama-3.1-8b", target="8xh100").fields
-    assert fields["strategy"] == "ddp" and fields["fsdp_peft_wrap"] is False
+    assert fields["strategy"] == "ddp" and fields["fsdp_version"] is None
 
 
-def test_the_fsdp_adapter_script_wraps_apart_gathers_to_save_and_stores_4bit_as_compute(
+def test_the_fsdp_adapter_script_wraps_by_layer_gathers_to_save_and_stores_4bit_as_compute(
     tmp_path,
 ):
     text, tree, constants = script_parts(
@@ -139,16 +148,16 @@ def test_the_fsdp_adapter_script_wraps_apart_gathers_to_save_and_stores_4bit_as_
     assert "# Launch:" in text and "torchrun --nproc_per_node 8" in text
     [adapter] = constants["ADAPTERS"]
     plan = adapter["plan"]
-    namespace: dict = {"BASE_MODEL": constants["BASE_MODEL"]}
-    function = next(node for node in tree.body if getattr(node, "name", "") == "fsdp_arguments")
-    exec(compile(ast.Module(body=[function], type_ignores=[]), "script", "exec"), namespace)
-    assert namespace["fsdp_arguments"](plan) == {
-        "fsdp": "full_shard auto_wrap",
+    [fsdp_arguments] = script_definitions(text, "fsdp_arguments").values()
+    fsdp_arguments.__globals__["BASE_MODEL"] = constants["BASE_MODEL"]
+    assert fsdp_arguments(plan, False) == {
+        "fsdp": True,
         "fsdp_config": {
+            "version": 2,
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"],
-            "use_orig_params": False,
+            "reshard_after_forward": True,
             "cpu_ram_efficient_loading": True,
-            "sync_module_states": True,
         },
     }
     calls = {
@@ -156,8 +165,25 @@ def test_the_fsdp_adapter_script_wraps_apart_gathers_to_save_and_stores_4bit_as_
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     }
-    assert {"shard_adapter_apart", "save_result"} <= calls
+    assert "save_result" in calls
+    # FSDP2 ignores a custom wrap policy (only the root would shard): none is set.
+    assert "fsdp_auto_wrap_policy" not in text
     assert 'set_state_dict_type("FULL_STATE_DICT")' in text
-    assert "fsdp_auto_wrap_policy(trainer.model)" in text
     assert "bnb_4bit_quant_storage" in text and plan["bnb_4bit_quant_storage"] == "bfloat16"
     assert 'os.environ.setdefault("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")' in text
+
+
+def test_an_8bit_optimizer_is_refused_under_fsdp_and_kept_under_ddp(tmp_path):
+    sharded = plan_for(tmp_path, {"optimizer": "paged_adamw_8bit"}, "llama-3.3-70b", "8xh100")
+    [refusal] = sharded.refusals
+    assert refusal.id == "dist-fsdp-8bit-optimizer" and refusal.field == "training.optimizer"
+    assert "adamw_torch" in refusal.message and "8 processes" in refusal.message
+    replicated = plan_for(tmp_path, {"optimizer": "paged_adamw_8bit"}, "llama-3.1-8b", "8xh100")
+    assert replicated.fields["strategy"] == "ddp" and not replicated.refused
+
+
+def test_an_fsdp_adapter_says_it_is_saved_unmerged(tmp_path):
+    sharded = plan_for(tmp_path, base="llama-3.3-70b", target="8xh100")
+    assert "fsdp-adapter-unmerged" in sharded.reason()
+    replicated = plan_for(tmp_path, base="llama-3.1-8b", target="8xh100")
+    assert "fsdp-adapter-unmerged" not in replicated.reason()

@@ -99,7 +99,7 @@ def test_precision_flags_reach_sft_config_explicitly(tmp_path):
         for kw in node.keywords
         if kw.arg is None
     ]
-    assert "{checkpointing_keyword(): plan['gradient_checkpointing']}" in unpacked
+    assert "checkpointing_arguments(plan, plan['gradient_checkpointing'])" in unpacked
     [adapter] = constant(tree, "ADAPTERS")
     assert (adapter["plan"]["bf16"], adapter["plan"]["fp16"]) == (False, True)
     assert "max_seq_length" not in sft  # renamed to max_length in trl
