@@ -26,9 +26,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from packing_throughput import PAIRS
-
-from runs import ROOT, build_tiny_model, explain, render, run_script, write_document
+from runs import (
+    MIXED_PAIRS,
+    ROOT,
+    build_tiny_model,
+    explain,
+    render,
+    run_script,
+    write_document,
+)
 
 # Llama-3.2-1B's shapes (its config.json), random weights.
 ONE_B = {
@@ -123,7 +129,7 @@ def main() -> None:
 
 def check_packing(workdir: Path, model: Path, target: str, steps: int, smoke: bool) -> None:
     """LoRA on mixed-length instruction pairs, packed (the plan's default) and not."""
-    body = "".join(f"::instruction::\n### Q\n{q}\n### A\n{a}\n\n" for q, a in PAIRS * 4)
+    body = "".join(f"::instruction::\n### Q\n{q}\n### A\n{a}\n\n" for q, a in MIXED_PAIRS * 4)
     speed = {}
     print(f"\n{'case':<15}{'eff. tokens/s':>14}{'padding':>9}{'peak GB':>9}{'est GB':>8}")
     for name, packing in (("lora packed", True), ("lora unpacked", False)):

@@ -23,20 +23,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runs import ROOT, build_real_model, build_tiny_model, render, run_script, write_document
+from runs import (
+    MIXED_PAIRS,
+    ROOT,
+    build_real_model,
+    build_tiny_model,
+    render,
+    run_script,
+    write_document,
+)
 
-# Answers from a few words to a few paragraphs: most rows are short, a few are long.
-TOPICS = ["the rule tables", "a DoRA adapter", "GaLore", "the launch line", "packing"]
-PAIRS = [
-    (
-        f"Question {i}: what should I know about {TOPICS[i % 5]}?",
-        " ".join(
-            f"Point {j} about {TOPICS[i % 5]} is worth a sentence of its own."
-            for j in range(1 + (i * 7) % 23)
-        ),
-    )
-    for i in range(48)
-]
 SETTINGS = {
     "sequence_len": 512,
     "micro_batch_size": 4,
@@ -54,7 +50,7 @@ LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_
 
 
 def body() -> str:
-    return "".join(f"::instruction::\n### Q\n{q}\n### A\n{a}\n\n" for q, a in PAIRS)
+    return "".join(f"::instruction::\n### Q\n{q}\n### A\n{a}\n\n" for q, a in MIXED_PAIRS)
 
 
 def generated_run(script: Path, output: Path, steps: int) -> dict:
@@ -93,7 +89,7 @@ def main() -> None:
     if args.real:
         model, described = build_real_model(), "SmolLM2-135M-Instruct"
     else:
-        text = " ".join(f"{q} {a}" for q, a in PAIRS)
+        text = " ".join(f"{q} {a}" for q, a in MIXED_PAIRS)
         model = build_tiny_model(workdir / "model", text, hidden_size=256, num_layers=4)
         described = "tiny Llama (4 layers, width 256)"
     scripts = {
@@ -112,7 +108,7 @@ def main() -> None:
     spec = {
         **SETTINGS,
         "model": str(model),
-        "pairs": PAIRS,
+        "pairs": MIXED_PAIRS,
         "steps": args.steps,
         "seed": 42,
         "output_dir": str(workdir / "hand"),
@@ -131,7 +127,7 @@ def main() -> None:
 
     speed = {name: median(name, "tokens_per_second") for name in runs}
     print(
-        f"{described}, LoRA, {len(PAIRS)} instruction pairs of mixed length, "
+        f"{described}, LoRA, {len(MIXED_PAIRS)} instruction pairs of mixed length, "
         f"sequence_len {SETTINGS['sequence_len']}, micro-batch 4, {args.steps} steps, "
         f"median of {args.runs}"
     )

@@ -19,6 +19,20 @@ from tiny_model import build_tiny_model  # noqa: E402, F401
 
 DLM_GEN = [sys.executable, "-m", "dlm_gen"]
 
+# Instruction pairs of mixed length, as real documents have them: answers from one
+# sentence to 23, most of them short (the packing benchmarks).
+_TOPICS = ["the rule tables", "a DoRA adapter", "GaLore", "the launch line", "packing"]
+MIXED_PAIRS = [
+    (
+        f"Question {i}: what should I know about {_TOPICS[i % 5]}?",
+        " ".join(
+            f"Point {j} about {_TOPICS[i % 5]} is worth a sentence of its own."
+            for j in range(1 + (i * 7) % 23)
+        ),
+    )
+    for i in range(48)
+]
+
 
 def write_document(path: Path, base: Path, settings: dict, body: str) -> Path:
     lines = "\n".join(f"  {key}: {value}" for key, value in settings.items())

@@ -42,11 +42,16 @@ def _compare_sbatch(
     hint = f"run `dlm-gen render {file} --target {target_name} --sbatch`"
     if not path.exists():
         return [Problem(str(path), None, None, f"missing: {hint}")] if required else []
+    return _compare_file(path, rendered.sbatch, file, hint)
+
+
+def _compare_file(path: Path, expected: str, file: str, hint: str) -> list[Problem]:
+    """An existing file against the text `file` renders today: none, or the one problem."""
     try:
         on_disk = read_bounded(path, limits()["max_script_bytes"])
     except InputFileError as exc:
         return [Problem(str(path), None, None, f"cannot be checked: {exc}")]
-    if on_disk == rendered.sbatch.encode("utf-8"):
+    if on_disk == expected.encode("utf-8"):
         return []
     return [
         Problem(str(path), None, None, f"hand-edited: differs from what {file} renders; {hint}")
@@ -57,21 +62,8 @@ def _compare_with_disk(file: str, out: Path, rendered: Rendered, target_name: st
     path = out / rendered.name
     render_hint = f"run `dlm-gen render {file} --target {target_name}`"
     if path.exists():
-        try:
-            on_disk = read_bounded(path, limits()["max_script_bytes"])
-        except InputFileError as exc:
-            return [Problem(str(path), None, None, f"cannot be checked: {exc}")]
-        if on_disk == rendered.text.encode("utf-8"):
-            return []
-        return [
-            Problem(
-                str(path),
-                None,
-                None,
-                f"hand-edited: differs from what {file} renders; {render_hint} "
-                "(edits belong in the document or the rule tables)",
-            )
-        ]
+        edits = " (edits belong in the document or the rule tables)"
+        return _compare_file(path, rendered.text, file, render_hint + edits)
     header = parse_header(rendered.text, path)
     older = scripts_of(out, header.document) if header else []
     target = header.target if header else target_name

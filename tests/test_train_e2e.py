@@ -454,3 +454,26 @@ def render_for_processes(directory: Path, base: Path, processes: int) -> Path:
     plans = make_plans(document, rules, "cpu", processes)
     out = directory / "generated"
     return write_atomically(out, render_plans(document, plans, rules, out))
+
+
+MANY_SHORT_PAIRS = "".join(
+    f"::instruction::\n### Q\nQuestion {i}?\n### A\n{'Yes. ' * (1 + i % 4)}\n\n" for i in range(30)
+)
+
+
+def test_packed_rows_set_the_steps_warmup_and_evaluation(tmp_path, tiny_model):
+    """Steps and warm-up count packed rows, not samples; the held-out rows are packed too;
+    the record's token counts add up to what the batches held."""
+    settings = {"num_epochs": 2, "warmup_ratio": 0.5, "eval_fraction": 0.2, "sequence_len": 128}
+    script = render(tmp_path, tiny_model, settings, MANY_SHORT_PAIRS)
+    result = run(script, tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run_] = json.loads((tmp_path / "run" / "run.json").read_text())["adapters"]
+    packing = run_["packing"]
+    assert packing["on"] and packing["train_rows"] < packing["train_samples"]
+    assert packing["train_samples"] == run_["rows"]["train"]
+    assert packing["eval_rows"] < packing["eval_samples"] == run_["rows"]["held_out"]
+    per_epoch = math.ceil(packing["train_rows"] / FAST["micro_batch_size"])
+    assert run_["steps"] == per_epoch * settings["num_epochs"]
+    assert run_["trainer_args"]["warmup_steps"] == math.ceil(run_["steps"] * 0.5)
+    assert run_["padding_tokens"] < run_["tokens_trained"] / 4  # rows nearly full
