@@ -20,7 +20,9 @@ from dlm_gen.rules import RuleSet
 
 HOST_TARGET = "host"
 # `2x8xh100`: two nodes of the `8xh100` profile (`--nodes 2 --target 8xh100` says the same).
-_NODES_PREFIX = re.compile(r"^(?P<nodes>[1-9][0-9]{0,3})x(?P<profile>.+)$")
+# A profile's own name wins: `8xa100-80gb` is the one-node, 8-GPU profile, so eight nodes
+# of `a100-80gb` are written `8x(a100-80gb)`.
+_NODES_PREFIX = re.compile(r"^(?P<nodes>[1-9][0-9]{0,3})x(?:\((?P<wrapped>.+)\)|(?P<profile>.+))$")
 
 
 def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | None:
@@ -37,7 +39,16 @@ def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | Non
             f"--nodes {nodes} contradicts --target {name}, which names {written[0]} nodes",
         )
     profile = written[1] if written is not None else name
-    return profile if nodes == 1 else f"{nodes}x{profile}"
+    return _nodes_name(nodes, profile, rules)
+
+
+def _nodes_name(nodes: int, profile: str, rules: RuleSet) -> str:
+    """One spelling per plan: the profile for one node, else `NxPROFILE`, wrapped as
+    `Nx(PROFILE)` where that would be another profile's name."""
+    if nodes == 1:
+        return profile
+    joined = f"{nodes}x{profile}"
+    return f"{nodes}x({profile})" if joined in rules.targets else joined
 
 
 def _split_nodes(name: str, rules: RuleSet) -> tuple[int, str] | None:
@@ -45,8 +56,9 @@ def _split_nodes(name: str, rules: RuleSet) -> tuple[int, str] | None:
     if name in rules.targets:
         return None
     match = _NODES_PREFIX.match(name)
-    if match and (match["profile"] in rules.targets or match["profile"] == HOST_TARGET):
-        return int(match["nodes"]), match["profile"]
+    profile = match and (match["wrapped"] or match["profile"])
+    if profile and (profile in rules.targets or profile == HOST_TARGET):
+        return int(match["nodes"]), profile
     return None
 
 
@@ -67,8 +79,7 @@ def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, obj
     if nodes is not None:
         count, profile_name = nodes
         _, profile = resolve_target(rules, profile_name)
-        canonical = profile_name if count == 1 else name
-        return canonical, {**profile, "nodes": count}
+        return _nodes_name(count, profile_name, rules), {**profile, "nodes": count}
     close = difflib.get_close_matches(name, list(rules.targets), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise DlmError.one(
@@ -76,7 +87,7 @@ def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, obj
         None,
         None,
         f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))}, host; "
-        "N nodes of one: Nx<name>, e.g. 2x8xh100)",
+        "N nodes of one: Nx<name> or Nx(<name>), e.g. 2x8xh100)",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -140,3 +141,17 @@ def test_single_node_scripts_keep_the_plain_torchrun_line(tmp_path, cli):
     assert header_launch(script.read_text()).startswith(
         f"torchrun --nproc_per_node 8 {script.name}"
     )
+
+
+def test_nodes_of_a_one_gpu_profile_never_read_as_another_profile(tmp_path, cli):
+    """`8xa100-80gb` is the one-node, 8-GPU profile; eight nodes of `a100-80gb` are
+    `8x(a100-80gb)`, whichever way they are asked for."""
+    path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {}})
+    one_node = plan_for(tmp_path, {"base_model": "smollm2-135m"}, "8xa100-80gb")
+    assert (one_node.fields["nodes"], one_node.fields["processes_per_node"]) == (1, 8)
+    for options in (("--target", "a100-80gb", "--nodes", "8"), ("--target", "8x(a100-80gb)")):
+        code, out, err = cli("explain", path, *options, "--json")
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["target"] == "8x(a100-80gb)"
+        assert (data["plan"]["nodes"], data["plan"]["processes_per_node"]) == (8, 1)
