@@ -155,3 +155,16 @@ def test_nodes_of_a_one_gpu_profile_never_read_as_another_profile(tmp_path, cli)
         data = json.loads(out)
         assert data["target"] == "8x(a100-80gb)"
         assert (data["plan"]["nodes"], data["plan"]["processes_per_node"]) == (8, 1)
+
+
+def test_a_hostile_document_name_cannot_add_a_line_to_the_batch_file(tmp_path, cli):
+    name = 'doc\nrm -rf "$HOME"\n$(touch pwned).dlm'
+    path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {}}, name=name)
+    out = tmp_path / "generated"
+    code, _, err = cli("render", path, "--out", out, "--target", "2x8xh100", "--sbatch")
+    assert code == 0, err
+    [batch] = out.glob("*.sbatch")
+    lines = batch.read_text().splitlines()
+    assert not any(line.startswith(("rm ", "$(")) for line in lines)
+    commands = [line for line in lines if not line.startswith("#")]
+    assert all("pwned" not in line and "HOME" not in line for line in commands)
