@@ -179,11 +179,11 @@ def _context(
     }
 
 
-# Every flag the script takes, for the header's launch line.
 def _processes(count: object) -> str:
     return f"{count} process" if count == 1 else f"{count} processes"
 
 
+# Every flag the script takes, for the header's launch line.
 LAUNCH_FLAGS = (
     "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--keep-checkpoints] "
     "[--base-path DIR] [--base-dir DIR] [--prompt TEXT]"

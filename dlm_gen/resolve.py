@@ -22,7 +22,7 @@ HOST_TARGET = "host"
 # `2x8xh100`: two nodes of the `8xh100` profile (`--nodes 2 --target 8xh100` says the same).
 # A profile's own name wins: `8xa100-80gb` is the one-node, 8-GPU profile, so eight nodes
 # of `a100-80gb` are written `8x(a100-80gb)`.
-_NODES_PREFIX = re.compile(r"^(?P<nodes>[1-9][0-9]{0,3})x(?:\((?P<wrapped>.+)\)|(?P<profile>.+))$")
+_NODES_PREFIX = re.compile(r"^(?P<nodes>[1-9][0-9]*)x(?:\((?P<wrapped>.+)\)|(?P<profile>.+))$")
 
 
 def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | None:
@@ -39,6 +39,7 @@ def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | Non
             f"--nodes {nodes} contradicts --target {name}, which names {written[0]} nodes",
         )
     profile = written[1] if written is not None else name
+    resolve_target(rules, profile)  # an unknown profile is an error in the words written
     return _nodes_name(nodes, profile, rules)
 
 

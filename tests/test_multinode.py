@@ -55,6 +55,8 @@ def test_contradicting_node_counts_and_unknown_prefixed_targets_are_usage_errors
     assert code == 1 and "--nodes 3 contradicts --target 2x8xh100" in err
     code, _, err = cli("explain", path, "--target", "2x9xh100")
     assert code == 1 and "unknown target '2x9xh100'" in err and "2x8xh100" in err
+    code, _, err = cli("explain", path, "--target", "h1000", "--nodes", "2")
+    assert code == 1 and "unknown target 'h1000'" in err  # the name as written, not 2xh1000
     assert "Traceback" not in err
 
 

@@ -89,7 +89,11 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
         },
     }
     assert "activation_checkpointing" not in arguments(plan, False)["fsdp_config"]
-    assert arguments({**plan, "strategy": "ddp"}, True) == {"gc": True}
+    assert plan["checkpointing_by"] == "fsdp"  # dist-fsdp-full decides it
+    replicated = {**plan, "strategy": "ddp", "checkpointing_by": "trainer"}
+    assert arguments(replicated, True) == {"gc": True}
+    by_trainer = arguments({**plan, "checkpointing_by": "trainer"}, True)
+    assert by_trainer["gc"] is True and "activation_checkpointing" not in by_trainer["fsdp_config"]
 
 
 def test_gpus_flag_is_the_process_count(cli):
@@ -137,6 +141,7 @@ def test_qlora_shards_on_small_gpus_and_keeps_ddp_where_a_4bit_replica_fits(tmp_
 def test_small_adapters_keep_ddp(tmp_path):
     fields = plan_for(tmp_path, base="llama-3.1-8b", target="8xh100").fields
     assert fields["strategy"] == "ddp" and fields["fsdp_version"] is None
+    assert fields["checkpointing_by"] == "trainer"
 
 
 def test_the_fsdp_adapter_script_wraps_by_layer_gathers_to_save_and_stores_4bit_as_compute(
