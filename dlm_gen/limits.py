@@ -20,11 +20,26 @@ from dlm_gen.resources import data_dir
 LIMIT_FIELDS = (
     "max_document_bytes",
     "max_source_files_walked",
+    "max_glob_chars",
+    "max_globs_per_source",
     "max_rows",
     "max_adapters",
     "max_script_bytes",
     "max_config_bytes",
     "max_run_json_bytes",
+    "max_run_json_containers",
+    "max_plot_points",
+    "max_nodes",
+    "max_processes_per_node",
+    "max_tokenizer_config_bytes",
+    "max_base_billion_parameters",
+    "max_base_layers",
+    "max_safetensors_header_bytes",
+    "max_safetensors_tensors",
+    "chat_template_cpu_seconds",
+    "chat_template_memory_mb",
+    "chat_template_wall_seconds",
+    "git_wall_seconds",
 )
 
 
