@@ -10,9 +10,13 @@ come from the `architectures` table.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
+import stat
 import struct
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,38 +139,128 @@ class BaseModelError(Exception):
 # Sizes a real decoder has: from 1 to 2**24 (16.7M) each. Beyond that a config
 # is broken or hostile, and its arithmetic would overflow or mislead the plan.
 MAX_DIMENSION = 2**24
-MAX_SAFETENSORS_HEADER = 100_000_000
 
 
-def safetensors_parameters(directory: Path) -> int | None:
-    """Count parameters from safetensors headers alone (shapes, not data)."""
-    total = 0
+def folder_caps() -> dict[str, int]:
+    """The caps of rules/limits.yaml on a local base folder's files and totals."""
+    from dlm_gen.limits import limits
+
+    return limits()
+
+
+def _parameter_cap(caps: Mapping[str, int]) -> int:
+    return caps["max_base_billion_parameters"] * 10**9
+
+
+def _past_parameter_cap(caps: Mapping[str, int]) -> str:
+    return (
+        f"more than {format_size(_parameter_cap(caps))} parameters, the limit "
+        "(rules/limits.yaml max_base_billion_parameters)"
+    )
+
+
+def safetensors_parameters(directory: Path, caps: Mapping[str, int] | None = None) -> int | None:
+    """Count parameters from safetensors headers alone (shapes, not data), every file's
+    header, tensor count and the total bounded by `caps` (rules/limits.yaml)."""
+    caps = caps or folder_caps()
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         return None
+    total, header_bytes, tensors = 0, 0, 0
     for file in files:
-        for shape in _safetensors_shapes(file):
-            count = 1
-            for dim in shape:
-                count *= dim
-            total += count
+        raw = _read_safetensors_header(file, caps["max_safetensors_header_bytes"] - header_bytes)
+        header_bytes += len(raw)
+        for name, shape in _safetensors_shapes(file, raw):
+            tensors += 1
+            if tensors > caps["max_safetensors_tensors"]:
+                raise BaseModelError(
+                    file,
+                    None,
+                    f"more than {caps['max_safetensors_tensors']} tensors in the folder's "
+                    "headers (rules/limits.yaml max_safetensors_tensors)",
+                )
+            total += _tensor_size(file, name, shape, caps)
+            if total > _parameter_cap(caps):
+                raise BaseModelError(
+                    file, None, f"the headers add up to {_past_parameter_cap(caps)}"
+                )
     return total
 
 
-def _safetensors_shapes(file: Path) -> list[list[int]]:
-    """The tensor shapes in one safetensors header; BaseModelError names the file."""
+def _read_safetensors_header(file: Path, budget: int) -> bytes:
+    """The JSON header of a safetensors file: its 8-byte length, then that many bytes.
+
+    Not `files.read_bounded`: a weights file is gigabytes and only its header is read.
+    The same care, though: a FIFO, device or directory is refused before a read could
+    block, and the length is checked against what is left of the folder's header budget
+    and against the file's own size before anything is read.
+    """
     try:
-        with file.open("rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise BaseModelError(file, None, "shorter than a safetensors header (8 bytes)")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_SAFETENSORS_HEADER:
-                raise BaseModelError(file, None, f"header of {length} bytes is implausible")
-            header = json.loads(handle.read(length))
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            raise BaseModelError(file, None, _not_regular(file))
+        descriptor = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise BaseModelError(file, None, f"cannot read: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError):
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise BaseModelError(file, None, _not_regular(file))
+        prefix = _read_exactly(descriptor, 8)
+        if len(prefix) < 8:
+            raise BaseModelError(file, None, "shorter than a safetensors header (8 bytes)")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > budget:
+            raise BaseModelError(
+                file,
+                None,
+                f"header of {length} bytes is implausible: the folder's headers may hold "
+                f"{budget} more bytes (rules/limits.yaml max_safetensors_header_bytes)",
+            )
+        if length > info.st_size - 8:
+            raise BaseModelError(
+                file,
+                None,
+                f"header of {length} bytes is longer than the file ({info.st_size} bytes)",
+            )
+        raw = _read_exactly(descriptor, length)
+    except OSError as exc:
+        raise BaseModelError(file, None, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(descriptor)
+    if len(raw) < length:
+        raise BaseModelError(file, None, f"header of {length} bytes is cut short")
+    return raw
+
+
+def _not_regular(file: Path) -> str:
+    if file.is_dir():
+        return "is a directory, expected a safetensors file"
+    return "not a regular file (a device, FIFO or socket): expected a safetensors file"
+
+
+def _read_exactly(descriptor: int, count: int) -> bytes:
+    """Up to `count` bytes (fewer only at the end of the file)."""
+    chunks, remaining = [], count
+    while remaining > 0:
+        chunk = os.read(descriptor, min(remaining, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _safetensors_shapes(file: Path, raw: bytes) -> list[tuple[str, list[int]]]:
+    """(name, shape) of each tensor in one safetensors header; BaseModelError names the file."""
+    try:
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise BaseModelError(file, None, f"header names {exc.key!r} twice") from None
+    except RecursionError:
+        raise BaseModelError(
+            file, None, "header is nested too deeply to be a safetensors header"
+        ) from None
+    except ValueError:  # also UnicodeDecodeError and over-long integers
         raise BaseModelError(file, None, "header is not valid JSON") from None
     if not isinstance(header, dict):
         raise BaseModelError(file, None, "header is not a JSON object")
@@ -179,10 +273,48 @@ def _safetensors_shapes(file: Path) -> list[list[int]]:
             _is_int(d) and 0 <= d <= MAX_DIMENSION for d in shape
         ):
             raise BaseModelError(
-                file, None, f"tensor {str(name)[:80]!r}: expected a shape of sizes 0..2**24"
+                file, None, f"tensor {name[:80]!r}: expected a shape of sizes 0..2**24"
             )
-        shapes.append(shape)
+        shapes.append((name, shape))
     return shapes
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key[:80]
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object, refused when it names a key twice (json.loads would keep the last,
+    and a tensor named twice would be counted once)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _tensor_size(file: Path, name: str, shape: list[int], caps: Mapping[str, int]) -> int:
+    """The elements of one tensor, refused as soon as the product passes the cap (a shape
+    of 64 dimensions of 2**24 is a 1536-bit number, not a model)."""
+    if 0 in shape:
+        return 0
+    size, cap = 1, _parameter_cap(caps)
+    for dim in shape:
+        size *= dim
+        if size > cap:
+            shown = ", ".join(str(d) for d in shape[:4]) + (", ..." if len(shape) > 4 else "")
+            raise BaseModelError(
+                file,
+                None,
+                f"tensor {name[:80]!r}: shape [{shown}] ({len(shape)} dimensions) holds "
+                f"{_past_parameter_cap(caps)}",
+            )
+    return size
 
 
 def _is_int(value: object) -> bool:
@@ -305,11 +437,13 @@ def hub_cache_directory() -> Path:
 def cached_snapshot(hub_id: str) -> Path | None:
     """The cached snapshot directory of `hub_id` that holds a config.json: the one
     refs/main names, else the only one; None when there is none (or no single one)."""
+    from dlm_gen.files import InputFileError, read_bounded
+
     repository = hub_cache_directory() / ("models--" + hub_id.replace("/", "--"))
     snapshots = repository / "snapshots"
-    try:
-        main = (repository / "refs" / "main").read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
+    try:  # a commit hash: 41 bytes with its line break; a FIFO or a device is refused
+        main = read_bounded(repository / "refs" / "main", 256).decode("ascii").strip()
+    except (InputFileError, UnicodeDecodeError):
         main = ""
     candidates = [snapshots / main] if re.fullmatch(r"[0-9a-f]{40}", main) else []
     if not candidates:
@@ -328,7 +462,9 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
     `key` is the path as the document wrote it (normalized); it is what the
     script records, so that no absolute path of the rendering machine leaks.
     """
+    caps = folder_caps()
     config = read_config(directory, limit)
+    _check_layers(directory / "config.json", config, caps)
     model_type = config.get("model_type")
     architectures = config.get("architectures") or [None]
     family = families.get(model_type) if model_type is not None else None
@@ -340,8 +476,15 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
                 directory / "config.json", missing[0], f"required for model_type {model_type}"
             )
         params = count_parameters(config, family)
+        if params > _parameter_cap(caps):
+            raise BaseModelError(
+                directory / "config.json",
+                None,
+                f"its shapes ({_shape_summary(config)}) make {params:.2e} parameters: "
+                f"{_past_parameter_cap(caps)}",
+            )
     else:
-        params = safetensors_parameters(directory)
+        params = safetensors_parameters(directory, caps)
     modules = family["target_modules"] if family else None
     return BaseModel(
         key=key,
@@ -356,26 +499,81 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
         max_position_embeddings=config.get("max_position_embeddings"),
         decoder_layer=family.get("decoder_layer") if family else None,
         shape=_shape(config) if family else None,
-        chat_system_default=_chat_system_default(directory, limit),
+        chat_system_default=_chat_system_default(directory, caps["max_tokenizer_config_bytes"]),
     )
+
+
+def _check_layers(file: Path, config: dict, caps: Mapping[str, int]) -> None:
+    """num_hidden_layers within the layer cap: the count every per-layer size multiplies."""
+    layers = config.get("num_hidden_layers")
+    if _is_int(layers) and layers > caps["max_base_layers"]:
+        raise BaseModelError(
+            file,
+            "num_hidden_layers",
+            f"{layers} layers; the limit is {caps['max_base_layers']} "
+            "(rules/limits.yaml max_base_layers)",
+        )
+
+
+def _shape_summary(config: dict) -> str:
+    return ", ".join(f"{key} {config[key]}" for key in REQUIRED_SHAPE_KEYS if key in config)
 
 
 def _chat_system_default(directory: Path, limit: int) -> str | None:
     """The default system prompt of a local base's chat template (chat_template.jinja, else
-    tokenizer_config.json's chat_template), or None; unreadable files only mean unknown."""
-    from dlm_gen.chat import injected_system_prompt
+    tokenizer_config.json's chat_template), or None. A file that is absent, or a
+    template that cannot run, means unknown; a file that cannot be read, or a template
+    that goes past a bound of rules/limits.yaml, means unknown too, with a warning that
+    names it (the training run will meet the same file when it loads the tokenizer)."""
+    from dlm_gen.chat import evaluate
+
+    file, template, problem = _chat_template(directory, limit)
+    if template is not None:
+        verdict = evaluate(template)
+        if verdict.problem is None:
+            return verdict.prompt
+        field = "chat_template: " if file and file.name == "tokenizer_config.json" else ""
+        problem = f"{field}not evaluated: {verdict.problem}"
+    if file is not None and problem is not None:
+        _warn(f"{file}: {problem}; the system prompt it injects is unknown before the run")
+    return None
+
+
+def _chat_template(directory: Path, limit: int) -> tuple[Path | None, str | None, str | None]:
+    """(the file the template comes from, the template, why it could not be read): from
+    chat_template.jinja when it exists (it wins in transformers too), else from
+    tokenizer_config.json's chat_template; every read bounded and regular files only."""
     from dlm_gen.files import InputFileError, read_bounded
 
-    template: object = None
-    try:
-        template = read_bounded(directory / "chat_template.jinja", limit).decode("utf-8")
-    except (InputFileError, UnicodeDecodeError):
+    jinja = directory / "chat_template.jinja"
+    if os.path.lexists(jinja):
         try:
-            config = json.loads(read_bounded(directory / "tokenizer_config.json", limit))
-            template = config.get("chat_template") if isinstance(config, dict) else None
-        except (InputFileError, ValueError, RecursionError):
-            return None
-    return injected_system_prompt(template) if isinstance(template, str) else None
+            return jinja, read_bounded(jinja, limit).decode("utf-8"), None
+        except InputFileError as exc:
+            return jinja, None, f"not read: {exc}"
+        except UnicodeDecodeError:
+            return jinja, None, "not read: not valid UTF-8"
+    file = directory / "tokenizer_config.json"
+    if not os.path.lexists(file):
+        return None, None, None
+    try:
+        config = json.loads(read_bounded(file, limit))
+    except InputFileError as exc:
+        return file, None, f"not read: {exc}"
+    except RecursionError:
+        return file, None, "not read: nested too deeply"
+    except ValueError:  # also UnicodeDecodeError and over-long integers
+        return file, None, "not read: not valid JSON"
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    return file, template if isinstance(template, str) else None, None
+
+
+def _warn(message: str) -> None:
+    """A warning on stderr, the plan going on: every hidden character of the paths in it
+    escaped, on one line."""
+    from dlm_gen.literals import visible
+
+    print(f"warning: {visible(message)}", file=sys.stderr)
 
 
 SHAPE_KEYS = (
