@@ -60,6 +60,10 @@ PROVIDER = Provider(
         "memory.overhead_gb": None,
         "memory.total_gb": None,
         "memory.min_total_gb": None,
+        # One row's checkpointed activations with what FSDP does not divide (the
+        # adapter, the overhead): does it fit a device? When not, no node count helps,
+        # and the refusal (batching.yaml) advises a shorter sequence_len instead.
+        "memory.row_status": ("fits", "does-not-fit", "no-estimate"),
         "memory.trainable_params": None,
         # The preference phase (preference.yaml): chosen and rejected per triple, and the
         # reference's forward without gradients (a second model for adapter: full).
@@ -118,6 +122,7 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
         return {name: None for name in PROVIDER.provides} | {
             "memory.status": "no-estimate",
             "memory.explicit_status": "no-estimate",
+            "memory.row_status": "no-estimate",
             "memory.auto_micro_batch": table["no_estimate_micro_batch"],
             "memory.auto_grad_accum": _accumulation(facts, table, None),
             "memory.preference_status": status,
@@ -164,8 +169,19 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
         "memory.overhead_gb": _gb(breakdown["overhead"]),
         "memory.total_gb": _gb(total),
         "memory.min_total_gb": _gb(fixed + per_sample_checkpointed),
+        "memory.row_status": _row_status(breakdown, budget),
         "memory.trainable_params": breakdown["trainable_params"],
     }
+
+
+def _row_status(breakdown: Mapping[str, float], budget: float | None) -> str:
+    """Whether one row fits a device once everything FSDP divides (weights, gradients,
+    optimizer state) is sharded away: its checkpointed activations, the adapter and
+    the overhead are what every process keeps whole."""
+    if budget is None:
+        return "no-estimate"
+    kept = breakdown["activations_checkpointed"] + breakdown["adapter"] + breakdown["overhead"]
+    return "fits" if kept <= budget else "does-not-fit"
 
 
 def replica(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[str, object]:
@@ -290,25 +306,25 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
         weights = params * weight_bytes
     state_bytes = float(facts["optimizer.state_bytes"])
     galore_rank = facts.get("plan.galore_rank")
+    # One layer's matrices, times `layers`: closed form, never a list as long as the
+    # config says (num_hidden_layers is input; rules/limits.yaml max_base_layers bounds it).
     if facts.get("plan.peft", True):
-        matrices = _adapter_matrices(facts, modules, layers)
-        trainable = sum(out * inp for out, inp in matrices)
+        matrices = _adapter_matrices(facts, modules)
+        trainable = layers * sum(out * inp for out, inp in matrices)
         if facts.get("plan.use_dora"):
             extra = layers * sum(modules[n][0] for n in _targets(facts) if n in modules)
             trainable += extra
         adapter = trainable * float(table["adapter_bytes"])
         gradients = trainable * float(table["adapter_bytes"])
     else:
-        matrices = [modules[n] for n in linears for _ in range(layers)]
+        matrices = [modules[n] for n in linears]
         trainable = params
         adapter = 0.0
         gradients = params * weight_bytes
     if isinstance(galore_rank, int):
-        projected = sum(out * inp for out, inp in matrices)
+        projected = layers * sum(out * inp for out, inp in matrices)
         optimizer = (trainable - projected) * state_bytes
-        for out, inp in matrices:
-            rank = min(galore_rank, out, inp)
-            optimizer += 2 * rank * max(out, inp) * state_bytes / 2 + min(out, inp) * rank * 4
+        optimizer += layers * _galore_layer_state(matrices, galore_rank, state_bytes)
     else:
         optimizer = trainable * state_bytes
     if facts.get("plan.strategy") == "fsdp":
@@ -356,12 +372,24 @@ def _targets(facts) -> list[str]:
     return [str(name) for name in targets]
 
 
-def _adapter_matrices(facts, modules, layers: int) -> list[tuple[int, int]]:
-    """LoRA's A (r x in) and B (out x r) for every targeted linear of every layer."""
+def _adapter_matrices(facts, modules) -> list[tuple[int, int]]:
+    """LoRA's A (r x in) and B (out x r) for every targeted linear of one layer."""
     rank = int(facts["training.lora_r"])
     matrices = []
     for name in _targets(facts):
         if name in modules:
             out, inp = modules[name]
-            matrices += [(rank, inp), (out, rank)] * layers
+            matrices += [(rank, inp), (out, rank)]
     return matrices
+
+
+def _galore_layer_state(
+    matrices: list[tuple[int, int]], galore_rank: int, state_bytes: float
+) -> float:
+    """GaLore's optimizer state for one layer's projected matrices: the low-rank moments
+    and the fp32 projector of each."""
+    state = 0.0
+    for out, inp in matrices:
+        rank = min(galore_rank, out, inp)
+        state += 2 * rank * max(out, inp) * state_bytes / 2 + min(out, inp) * rank * 4
+    return state
