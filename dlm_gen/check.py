@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlm_gen.errors import DlmError, Problem
+from dlm_gen.errors import Problem
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.limits import limits
-from dlm_gen.pipeline import plan_document
+from dlm_gen.pipeline import document_failure, plan_document
 from dlm_gen.render import Rendered
 from dlm_gen.scripts import parse_header, scripts_of
 
@@ -27,12 +27,12 @@ def check_document(
     """The script's problems; with `sbatch`, also its SLURM batch file's (one that is
     there is always compared: a hand-edited batch file is as wrong as a script)."""
     try:
-        planned = plan_document(file, target, processes)
+        planned = plan_document(file, target, processes, out_dir=out)
         rendered = planned.render(out)
-    except DlmError as exc:
-        return exc.problems
-    problems = _compare_with_disk(file, out, rendered, planned.plans[0].target)
-    return problems or _compare_sbatch(file, out, rendered, planned.plans[0].target, sbatch)
+        problems = _compare_with_disk(file, out, rendered, planned.plans[0].target)
+        return problems or _compare_sbatch(file, out, rendered, planned.plans[0].target, sbatch)
+    except Exception as exc:  # reported for this document; the others are still checked
+        return document_failure(file, exc)
 
 
 def _compare_sbatch(

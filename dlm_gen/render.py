@@ -11,6 +11,7 @@ working directory. Every document value reaches the source through the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -73,8 +74,7 @@ def render_plans(
         "rules": rules.version,
         **context,
     }
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    script_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+    script_hash = inputs_hash(inputs)
     name = f"train_{script_hash}.py"
     launch = launch_command(plans[0].fields, script_hash)  # dist-*: the same for every adapter
     text = _compiled(template_text).render(
@@ -97,6 +97,18 @@ def render_plans(
         int(context["target"]["gpu_count"]) if context["target"]["backend"] == "cuda" else 0,
     )
     return Rendered(name, script_hash, text, sbatch)
+
+
+def inputs_hash(inputs: dict[str, object]) -> str:
+    """The script's hash: of its inputs' canonical JSON, as UTF-8.
+
+    File names are what the OS gives: bytes that are not UTF-8 arrive as lone
+    surrogates (surrogateescape), and YAML escapes can write any surrogate.
+    'surrogatepass' encodes each as its own three bytes, so the hash is defined for
+    every input, still tells every two names (two byte strings) apart, and is
+    unchanged for every input that is valid Unicode."""
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_LENGTH]
 
 
 def relative_to(path: Path, start: Path) -> str:
@@ -285,10 +297,23 @@ def comment_text(value: object) -> str:
 
 def write_atomically(directory: Path, rendered: Rendered, *, sbatch: bool = False) -> Path:
     """Write the script (and, asked for, its SLURM batch file) so that a reader never
-    sees half of either; returns the script's path."""
-    if sbatch:
-        write_file_atomically(directory / rendered.sbatch_name, rendered.sbatch)
-    return write_file_atomically(directory / rendered.name, rendered.text)
+    sees half of either; returns the script's path.
+
+    Both or neither: a batch file whose script could not be written would submit a
+    script that is not there, so it is removed again (unless it was there before)."""
+    script = directory / rendered.name
+    if not sbatch:
+        return write_file_atomically(script, rendered.text)
+    batch = directory / rendered.sbatch_name
+    existed = os.path.lexists(batch)
+    write_file_atomically(batch, rendered.sbatch)
+    try:
+        return write_file_atomically(script, rendered.text)
+    except OSError:
+        if not existed:
+            with contextlib.suppress(OSError):  # the script's error is the one to report
+                batch.unlink(missing_ok=True)
+        raise
 
 
 def write_file_atomically(path: Path, text: str) -> Path:

@@ -17,19 +17,29 @@ Under `sources_policy: strict` every path, and every file reached through a
 symlink, must stay under the document's directory. The dlm tool's
 per-directory configs (`.dlm/ignore`, `.dlm/training.yaml`) are not read; one
 the directive would train is refused rather than trained as text.
+
+Inputs are bounded: globs are matched by an automaton in time linear in
+(pattern x name), never by a backtracking regular expression, and their
+length and number are capped (rules/limits.yaml max_glob_chars,
+max_globs_per_source); the files seen under all directives together are
+capped (max_source_files_walked). File names are kept as the OS gives them
+(undecodable bytes as surrogate escapes, exact in the script's literals).
+The render's output directory is never read as a source: a script that
+embedded the previous script would never match `dlm-gen check`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlm_gen.errors import Problem
 from dlm_gen.files import InputFileError, read_bounded
+from dlm_gen.globs import GlobError, GlobSet, compile_glob, parse_glob
+from dlm_gen.limits import limits
 from dlm_gen.schema_blocks import SourceDirective
 
 BINARY_PROBE_BYTES = 1024  # grep's heuristic: a NUL byte in the first KiB
@@ -48,14 +58,18 @@ SKIP_REASONS = {
 class SourceFile:
     """One file kept: its path under the directive's root, its digest and its text."""
 
-    relpath: str
+    relpath: str  # as the OS gives it: undecodable bytes are surrogate escapes
     sha256: str
     size: int
     text: str
 
     @property
     def row_text(self) -> str:
-        return f"# source: {self.relpath}\n\n{self.text}"
+        """The row: the file's text under a header naming it. The header is training text,
+        so a name's undecodable bytes are written as escapes (a tokenizer refuses lone
+        surrogates); the exact name stays in the row's `source` and in SOURCES."""
+        name = self.relpath.encode("utf-8", "backslashreplace").decode("utf-8")
+        return f"# source: {name}\n\n{self.text}"
 
 
 @dataclass(frozen=True)
@@ -66,32 +80,58 @@ class SourceReport:
     line: int
     files: tuple[SourceFile, ...]
     skipped: dict[str, int] = field(default_factory=dict)
+    # The render's output directory relative to the directive's root, when the directive
+    # covers it: never read ('..'-prefixed when the whole directive lies inside it).
+    output_dir: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "path": self.path,
             "line": self.line,
             "files": [{"path": f.relpath, "sha256": f.sha256, "bytes": f.size} for f in self.files],
             "bytes": sum(f.size for f in self.files),
             "skipped": {reason: n for reason, n in self.skipped.items() if n},
         }
+        if self.output_dir is not None:  # only then: other documents keep their hash
+            data["output_dir_not_read"] = self.output_dir
+        return data
 
     def describe(self) -> str:
+        """One line for the script's header and `explain --verbose`."""
         total = sum(f.size for f in self.files)
         skipped = ", ".join(f"{n} {SKIP_REASONS[r]}" for r, n in self.skipped.items() if n)
         files = "file" if len(self.files) == 1 else "files"
-        return f"{self.path}: {len(self.files)} {files}, {total} bytes" + (
-            f" (skipped: {skipped})" if skipped else ""
+        return (
+            f"{self.path}: {len(self.files)} {files}, {total} bytes"
+            + (f" (skipped: {skipped})" if skipped else "")
+            + self._output_note()
         )
+
+    def _output_note(self) -> str:
+        """What the directive left out because it is the render's output directory."""
+        if self.output_dir is None:
+            return ""
+        if _within_output(self.output_dir):
+            return "; it lies in the output directory, which is never read"
+        return f"; output directory {self.output_dir} not read"
 
 
 class _Refused(Exception):
-    """A directive that cannot be read as written; the message goes to the line of its
-    `field` (`path` unless a pattern is at fault)."""
+    """A directive that cannot be read as written; the message goes to the line of `where`
+    under the directive (its `path` unless a pattern is at fault)."""
 
-    def __init__(self, message: str, field: str = "path") -> None:
+    def __init__(self, message: str, where: tuple[str | int, ...] = ("path",)) -> None:
         super().__init__(message)
-        self.field = field
+        self.where = where
+
+
+@dataclass
+class _Budget:
+    """What the directives may still use, all together: bytes of text and files seen."""
+
+    text_bytes: int
+    files_walked: int
+    max_walked: int
 
 
 def expand_sources(
@@ -101,21 +141,25 @@ def expand_sources(
     line_of: Callable[[tuple[str | int, ...]], int],
     budget: int,
     max_walked: int,
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[list[SourceReport], list[Problem]]:
-    """Walk each directive; `budget` bytes of source text at most, `max_walked` files seen."""
+    """Walk each directive; `budget` bytes of source text at most, and `max_walked` files
+    seen under all the directives together. Nothing under `output_dir` is read."""
     document_dir = Path(document_path).parent
+    output = Path(output_dir) if output_dir is not None else None
+    remaining = _Budget(budget, max_walked, max_walked)
     reports: list[SourceReport] = []
     problems: list[Problem] = []
     for index, directive in enumerate(directives):
         line = line_of(("training", "sources", index, "path"))
         try:
-            report = _expand(directive, line, document_dir, strict, budget, max_walked)
+            report = _expand(directive, line, document_dir, strict, remaining, output)
         except _Refused as exc:
-            where = ("training", "sources", index, exc.field)
-            field = ".".join(str(part) for part in where)
-            problems.append(Problem(document_path, line_of(where), field, str(exc)))
+            where = ("training", "sources", index, *exc.where)
+            field_name = ".".join(str(part) for part in where)
+            problems.append(Problem(document_path, line_of(where), field_name, str(exc)))
             continue
-        budget -= sum(f.size for f in report.files)
         reports.append(report)
     return reports, problems
 
@@ -125,10 +169,12 @@ def _expand(
     line: int,
     document_dir: Path,
     strict: bool,
-    budget: int,
-    max_walked: int,
+    budget: _Budget,
+    output: Path | None,
 ) -> SourceReport:
     written = directive.path
+    _check_glob_count(directive)
+    excluded, included = _globs(directive.exclude, "exclude"), _globs(directive.include, "include")
     root = document_dir / os.path.expanduser(written)
     if strict and not _is_under(root, document_dir):
         raise _Refused(
@@ -148,16 +194,23 @@ def _expand(
             else " (relative to the document's directory)"
         )
         raise _Refused(f"no such file or directory '{written}'{anchor}")
-    candidates = _walk(root, max_walked, written) if is_dir else [(root.name, root)]
-    excluded, included = _globs(directive.exclude, "exclude"), _globs(directive.include, "include")
+    output_rel = _output_relative(root, output)
+    if output_rel is not None and _within_output(output_rel):
+        return SourceReport(written, line, (), dict.fromkeys(SKIP_REASONS, 0), output_rel)
+    if not is_dir:
+        output_rel = None  # nothing lies under a file
+    if is_dir:
+        candidates = _walk(root, budget, written, output_rel)
+    else:
+        _count_walked(budget, 1, written)
+        candidates = [(root.name, root)]
     chosen = [
         (relpath, path)
         for relpath, path in candidates
-        if not any(p.fullmatch(relpath) for p in excluded)
-        and any(p.fullmatch(relpath) for p in included)
+        if not excluded.matches(relpath) and included.matches(relpath)
     ]
     for relpath, _ in chosen:
-        if re.search(r"(?:^|/)\.dlm/(?:ignore|training\.yaml)$", relpath):
+        if _is_dlm_config(relpath):
             raise _Refused(
                 f"'{written}/{relpath}' is one of the dlm tool's per-directory configs "
                 "(.dlm/ignore, .dlm/training.yaml), which dlm-gen does not read: write its "
@@ -174,12 +227,44 @@ def _expand(
                 f"'{written}/{relpath}' is a link to a file outside the document's "
                 "directory, and sources_policy is strict: exclude it or remove the link"
             )
-        kept = _read(path, directive.max_bytes_per_file, budget, skipped, written)
+        kept = _read(path, directive.max_bytes_per_file, budget.text_bytes, skipped, written)
         if kept is not None:
             data, text = kept
-            budget -= len(data)
+            budget.text_bytes -= len(data)
             files.append(SourceFile(relpath, hashlib.sha256(data).hexdigest(), len(data), text))
-    return SourceReport(written, line, tuple(files), skipped)
+    return SourceReport(written, line, tuple(files), skipped, output_rel)
+
+
+def _is_dlm_config(relpath: str) -> bool:
+    """Whether `relpath` is a `.dlm/ignore` or `.dlm/training.yaml` (at any depth)."""
+    return any(
+        relpath == name or relpath.endswith("/" + name)
+        for name in (".dlm/ignore", ".dlm/training.yaml")
+    )
+
+
+def _output_relative(root: Path, output: Path | None) -> str | None:
+    """Where the output directory is from the directive's root, when one holds the other:
+    a relative path below the root, '.' when they are one, '../..' style when the root
+    lies inside it; None when neither holds the other (or either cannot be resolved).
+
+    Decided from the paths alone, never from what the output directory holds, so a
+    render and the next `check` read the same files whether or not it exists yet."""
+    if output is None:
+        return None
+    try:
+        out, here = output.resolve(), root.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if out == here or out.is_relative_to(here) or here.is_relative_to(out):
+        return Path(os.path.relpath(out, here)).as_posix()
+    return None
+
+
+def _within_output(output_rel: str) -> bool:
+    """Whether the directive's root lies in the output directory (`output_rel` is the
+    latter's path from the former: '.', '..', '../..', ...)."""
+    return output_rel in (".", "..") or output_rel.startswith("../")
 
 
 def _read(
@@ -188,7 +273,7 @@ def _read(
     """The file's bytes and text, or None when it is skipped (counted in `skipped`)."""
     try:
         size = path.stat().st_size
-    except OSError:
+    except (OSError, ValueError):
         skipped["unreadable"] += 1
         return None
     if max_bytes is not None and size > max_bytes:
@@ -202,7 +287,7 @@ def _read(
         )
     try:
         data = read_bounded(path, budget)
-    except InputFileError:  # not a regular file, no permission, or it grew
+    except (InputFileError, ValueError):  # not a regular file, no permission, it grew
         skipped["unreadable"] += 1
         return None
     if b"\0" in data[:BINARY_PROBE_BYTES]:
@@ -219,21 +304,37 @@ def _read(
     return data, text
 
 
-def _walk(root: Path, max_walked: int, written: str) -> list[tuple[str, Path]]:
-    """Every file under `root` (links to directories are not followed), sorted by relpath."""
+def _walk(
+    root: Path, budget: _Budget, written: str, output_rel: str | None
+) -> list[tuple[str, Path]]:
+    """Every file under `root` (links to directories are not followed, the output
+    directory is not entered), sorted by relpath; each counts against the budget."""
     found: list[tuple[str, Path]] = []
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
+        if output_rel is not None:
+            here = Path(directory)
+            dirnames[:] = [
+                name
+                for name in dirnames
+                if (here / name).relative_to(root).as_posix() != output_rel
+            ]
+        _count_walked(budget, len(filenames), written)
         for name in filenames:
             path = Path(directory) / name
             found.append((path.relative_to(root).as_posix(), path))
-            if len(found) > max_walked:
-                raise _Refused(
-                    f"more than {max_walked} files under '{written}' "
-                    "(rules/limits.yaml max_source_files_walked): point the directive at "
-                    "a smaller directory"
-                )
     return sorted(found, key=lambda item: item[0])
+
+
+def _count_walked(budget: _Budget, count: int, written: str) -> None:
+    """Spend `count` files of the walk budget, refusing the directive that overspends."""
+    budget.files_walked -= count
+    if budget.files_walked < 0:
+        raise _Refused(
+            f"more than {budget.max_walked} files under the training.sources paths (by "
+            f"'{written}'; rules/limits.yaml max_source_files_walked): point the directives "
+            "at smaller directories"
+        )
 
 
 def _is_under(path: Path, directory: Path) -> bool:
@@ -244,42 +345,41 @@ def _is_under(path: Path, directory: Path) -> bool:
     return True
 
 
-def _globs(patterns: list[str], field: str) -> list[re.Pattern[str]]:
-    """The directive's patterns compiled; one that is no glob is refused at its line."""
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(_glob(pattern))
-        except re.error as exc:  # e.g. a character class [z-a]
+def _check_glob_count(directive: SourceDirective) -> None:
+    """Refuse more include and exclude patterns than the cap, at the longer list."""
+    cap = limits()["max_globs_per_source"]
+    count = len(directive.include) + len(directive.exclude)
+    if count > cap:
+        longer = "include" if len(directive.include) >= len(directive.exclude) else "exclude"
+        raise _Refused(
+            f"{count} include and exclude patterns; the limit is {cap} (rules/limits.yaml "
+            "max_globs_per_source): split the directive, or match with fewer, broader "
+            "patterns",
+            (longer,),
+        )
+
+
+def _globs(patterns: list[str], field_name: str) -> GlobSet:
+    """The directive's `include` or `exclude` compiled; a pattern that is no glob, or
+    longer than the cap, is refused at its own line."""
+    max_chars = limits()["max_glob_chars"]
+    for index, pattern in enumerate(patterns):
+        if len(pattern) > max_chars:
             raise _Refused(
-                f"pattern {pattern[:80]!r} is not a valid glob: {exc.msg}", field
+                f"pattern {pattern[:40]!r}... is {len(pattern)} characters; the limit is "
+                f"{max_chars} (rules/limits.yaml max_glob_chars): match the long parts "
+                "with wildcards",
+                (field_name, index),
+            )
+        try:
+            parse_glob(pattern)
+        except GlobError as exc:  # e.g. a character class [z-a]
+            raise _Refused(
+                f"pattern {pattern[:80]!r} is not a valid glob: {exc}", (field_name, index)
             ) from None
-    return compiled
+    return GlobSet(patterns)
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    """A POSIX glob as a regex over a relative path: '**/' spans directories, '*' and '?'
-    stay within one, '[...]' is a character class."""
-    out, index = [], 0
-    while index < len(pattern):
-        if pattern.startswith("**/", index):
-            out.append("(?:.*/)?")
-            index += 3
-        elif pattern.startswith("**", index):
-            out.append(".*")
-            index += 2
-        elif pattern[index] == "*":
-            out.append("[^/]*")
-            index += 1
-        elif pattern[index] == "?":
-            out.append("[^/]")
-            index += 1
-        elif pattern[index] == "[" and "]" in pattern[index + 2 :]:
-            end = pattern.index("]", index + 2)
-            body = pattern[index + 1 : end].replace("\\", "\\\\")
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            index = end + 1
-        else:
-            out.append(re.escape(pattern[index]))
-            index += 1
-    return re.compile("".join(out), re.DOTALL)
+def _glob(pattern: str) -> GlobSet:
+    """One pattern compiled (the tests read it like a regular expression: `fullmatch`)."""
+    return compile_glob(pattern)

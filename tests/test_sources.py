@@ -242,9 +242,9 @@ def test_a_pattern_that_is_no_glob_is_refused_at_its_line(tmp_path):
     tree(tmp_path / "notes", {"a.md": b"A.\n"})
     path = document_with(tmp_path, {"path": "notes", "include": ["[z-a]*.md"]})
     done = run_dlm_gen("explain", path)
-    line = path.read_text(encoding="utf-8").split("\n").index("    include:") + 1
+    line = path.read_text(encoding="utf-8").split("\n").index("    - '[z-a]*.md'") + 1
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert f"doc.dlm:{line}: training.sources.0.include: pattern '[z-a]*.md' is not a valid" in (
+    assert f"doc.dlm:{line}: training.sources.0.include.0: pattern '[z-a]*.md' is not a valid" in (
         done.stderr
     )
 
