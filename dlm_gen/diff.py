@@ -7,6 +7,14 @@ removed, requirements changed, and rows added, removed or changed (with their
 document lines). Each side is a rendered script, a `.dlm` document (planned
 for --target), or `REV:path` read from git (`HEAD:generated/train_x.py`).
 
+A document at a revision is planned with the files it read at that revision
+(its `training.sources` and a local base, dlm_gen/revtree.py); git is asked
+only through dlm_gen/gitrev.py, which takes nothing typed as an option. A side
+is read within the caps of rules/limits.yaml: a document within
+max_document_bytes, a script within max_script_bytes, and a script's literals
+one row at a time (never one syntax tree of the whole file), so memory stays
+a small multiple of the cap; rows are compared by digest in linear time.
+
 Exit 0 when nothing but the hash changed, 1 when the plan or the rows did,
 2 when a side cannot be read (like diff(1)).
 """
@@ -14,18 +22,27 @@ Exit 0 when nothing but the hash changed, 1 when the plan or the rows did,
 from __future__ import annotations
 
 import ast
+import dataclasses
+import hashlib
 import json
+import os
 import re
-import subprocess
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlm_gen.errors import DlmError
 from dlm_gen.files import InputFileError, read_bounded
+from dlm_gen.gitrev import GitError, Repository, parse_revision, repository_path
+from dlm_gen.limits import limits
 from dlm_gen.rules import RuleSet
 
-_REVISION = re.compile(r"^(?P<rev>[^:\s]+):(?P<path>.+)$")
-_WARN = re.compile(r"warn=(\S+?)(?:,|$)")
+# The top-level literals a rendered script names, each at the start of a line.
+_LITERALS = ("SCRIPT_HASH", "ADAPTERS", "REQUIREMENTS", "ROWS")
+_ASSIGNMENT = re.compile(r"^(SCRIPT_HASH|ADAPTERS|REQUIREMENTS|ROWS) = ", re.MULTILINE)
+_CLOSING = {"[": "]", "{": "}", "(": ")"}
+_ROW_END = "\n    },\n"  # a row of ROWS ends at its closing brace, indented one level
 
 
 @dataclass
@@ -38,6 +55,18 @@ class AdapterSide:
     refusals: dict[str, str]  # rule id -> message
 
 
+@dataclass(frozen=True, slots=True)
+class RowDigest:
+    """A row as the comparison needs it: where it is, and digests of what it says (a
+    side keeps these, not the rows' text, so two sides at the caps fit in memory)."""
+
+    kind: str
+    adapter: str | None
+    line: int | None
+    key: bytes  # the row's content apart from its line: the same text moved is no change
+    question: bytes | None  # an instruction's question, to pair an edited answer
+
+
 @dataclass
 class Side:
     label: str
@@ -45,45 +74,139 @@ class Side:
     hash: str | None
     adapters: dict[str, AdapterSide]  # adapter name ("" for a one-adapter document)
     requirements: list[str]
-    rows: list[dict] = field(default_factory=list)
+    rows: list[RowDigest] = field(default_factory=list)
 
 
 def load_side(given: str, rules: RuleSet, target: str | None, processes: int | None) -> Side:
-    """A script, a document or REV:path, read into the same shape."""
-    path, data = _locate(given)
+    """A script, a document or REV:path, read into the same shape (DlmError: exit 2)."""
+    if ":" in given and not _exists(given):
+        return _revision_side(given, rules, target, processes)
+    path = Path(given)
+    data = _read_file(given, _cap_for(given))
     if path.suffix == ".dlm":
         return _document_side(given, path, data, rules, target, processes)
     return _script_side(given, data)
 
 
-def _locate(given: str) -> tuple[Path, bytes]:
-    path = Path(given)
-    match = _REVISION.match(given)
-    if match and not path.exists():
-        try:
-            done = subprocess.run(
-                ["git", "show", f"{match['rev']}:{match['path']}"], capture_output=True
-            )
-        except OSError as exc:  # no git on this machine
-            raise DlmError.one(given, None, None, f"cannot run git: {exc.strerror}") from None
-        if done.returncode != 0:
-            message = done.stderr.decode("utf-8", "replace").strip() or "git show failed"
-            raise DlmError.one(given, None, None, f"cannot read it from git: {message}")
-        return Path(match["path"]), done.stdout
+def _exists(given: str) -> bool:
     try:
-        return path, read_bounded(path, 2**26)
+        return os.path.lexists(given)
+    except ValueError:  # a NUL byte
+        return False
+
+
+def _cap_for(path: str) -> tuple[str, int]:
+    """The cap a side is read within: a document's, or a rendered script's."""
+    name = "max_document_bytes" if path.endswith(".dlm") else "max_script_bytes"
+    return name, limits()[name]
+
+
+def _read_file(given: str, cap: tuple[str, int]) -> bytes:
+    try:
+        return read_bounded(given, cap[1])
     except InputFileError as exc:
-        raise DlmError.one(given, None, None, str(exc)) from None
+        raise DlmError.one(given, None, None, _over_cap(str(exc), cap)) from None
+    except ValueError:  # a NUL byte in the name
+        raise DlmError.one(given, None, None, "no such file") from None
+
+
+def _over_cap(message: str, cap: tuple[str, int]) -> str:
+    if message.startswith(("file is", "file grew")):
+        return f"{message} (rules/limits.yaml {cap[0]})"
+    return message
+
+
+def _revision_side(given: str, rules: RuleSet, target: str | None, processes: int | None) -> Side:
+    """REV:PATH, checked before git runs, read through dlm_gen/gitrev.py."""
+    try:
+        revision = parse_revision(given)
+    except GitError as exc:
+        raise DlmError.one(given, None, None, f"not a file, and not REV:PATH: {exc}") from None
+    caps = limits()
+    try:
+        with Repository(Path.cwd(), caps["git_wall_seconds"]) as repo:
+            path = repository_path(revision.path, repo.prefix)
+            commit = repo.commit(revision.rev)
+            cap = _cap_for(path)
+            data = _blob_at(repo, commit, revision.rev, path, cap)
+            if not path.endswith(".dlm"):
+                return _script_side(given, data)
+            return _document_at(
+                given, repo, commit, revision.rev, path, data, rules, target, processes
+            )
+    except GitError as exc:
+        raise DlmError.one(given, None, None, f"cannot read it from git: {exc}") from None
+
+
+def _blob_at(repo: Repository, commit: str, rev: str, path: str, cap: tuple[str, int]) -> bytes:
+    """The file at `path` in `commit`: a regular file within `cap`, else GitError."""
+    entry = repo.entry(commit, path, limits()["max_source_files_walked"])
+    if entry is None:
+        raise GitError(f"no file '{path}' at {rev}")
+    if entry.is_link:
+        raise GitError(f"'{path}' is a symbolic link at {rev}: name the file it points to")
+    if entry.type != "blob" or entry.size is None:
+        raise GitError(f"'{path}' is a {entry.type} at {rev}, expected a file")
+    if entry.size > cap[1]:
+        raise GitError(
+            f"'{path}' is {entry.size} bytes at {rev}; the limit is {cap[1]} bytes "
+            f"(rules/limits.yaml {cap[0]})"
+        )
+    return repo.blob(entry.oid, cap[1])
+
+
+def _document_at(
+    label: str,
+    repo: Repository,
+    commit: str,
+    rev: str,
+    path: str,
+    data: bytes,
+    rules: RuleSet,
+    target: str | None,
+    processes: int | None,
+) -> Side:
+    """The document at a revision, planned beside the files it read at that revision."""
+    from dlm_gen.revtree import laid_out
+
+    with laid_out(repo, commit, rev, path, data) as root:
+        out = root.joinpath(repo.prefix) / "generated"  # where render from here would write
+        try:
+            return _document_side(label, root / path, None, rules, target, processes, out)
+        except DlmError as exc:
+            raise _relabeled(exc, root, rev) from None
+
+
+def _relabeled(error: DlmError, root: Path, rev: str) -> DlmError:
+    """Problems named as REV:path, never by the temporary directory they were read in."""
+    prefix = str(root) + os.sep
+
+    def named(text: str) -> str:
+        return text.replace(prefix, f"{rev}:")
+
+    return DlmError(
+        [
+            dataclasses.replace(problem, file=named(problem.file), message=named(problem.message))
+            for problem in error.problems
+        ]
+    )
 
 
 def _document_side(
-    label: str, path: Path, data: bytes, rules: RuleSet, target: str | None, processes: int | None
+    label: str,
+    path: Path,
+    data: bytes | None,
+    rules: RuleSet,
+    target: str | None,
+    processes: int | None,
+    out: Path | None = None,
 ) -> Side:
-    from dlm_gen.pipeline import plan_document
+    from dlm_gen.pipeline import DEFAULT_OUT_DIR, plan_document
     from dlm_gen.plan import requirements_of
     from dlm_gen.render import script_rows
 
-    planned = plan_document(path, target, processes, data=data, rules=rules)
+    out_dir = out or Path(DEFAULT_OUT_DIR)
+    planned = plan_document(path, target, processes, data=data, rules=rules, out_dir=out_dir)
     document, plans = planned.document, planned.plans
     adapters = {
         plan.adapter_name or "": AdapterSide(
@@ -94,51 +217,134 @@ def _document_side(
         )
         for plan in plans
     }
-    script_hash = None if planned.refused else planned.render().script_hash
+    script_hash = None if planned.refused else planned.render(out_dir).script_hash
     return Side(
         label,
         "document",
         script_hash,
         adapters,
         list(requirements_of(plans)),
-        script_rows(document),
+        [_digest(row) for row in script_rows(document)],
     )
+
+
+def _digest(row: dict) -> RowDigest:
+    """A row's place and the digests of its content (and of its question)."""
+    content = {k: v for k, v in row.items() if k != "line"}
+    question = row.get("question") if row.get("kind") == "instruction" else None
+    return RowDigest(
+        str(row.get("kind")),
+        row.get("adapter"),
+        row.get("line"),
+        _sha(_canonical(content)),
+        None if question is None else _sha(_canonical(question)),
+    )
+
+
+def _sha(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class _NotAScript(Exception):
+    """The text is not laid out as a script dlm-gen renders."""
 
 
 def _script_side(label: str, data: bytes) -> Side:
     try:
         text = data.decode("utf-8")
-        tree = ast.parse(text)
-        constants = {
-            node.targets[0].id: ast.literal_eval(node.value)
-            for node in tree.body
-            if isinstance(node, ast.Assign)
-            and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id in ("SCRIPT_HASH", "ADAPTERS", "REQUIREMENTS", "ROWS")
-        }
-        entries = constants["ADAPTERS"]
-    except (UnicodeDecodeError, SyntaxError, ValueError, KeyError, RecursionError):
+        spans = _literal_spans(text)
+        entries = _literal(text, spans["ADAPTERS"])
+        script_hash = _literal(text, spans["SCRIPT_HASH"]) if "SCRIPT_HASH" in spans else None
+        requirements = _literal(text, spans["REQUIREMENTS"]) if "REQUIREMENTS" in spans else []
+        rows = [_digest(row) for row in _rows(text, spans["ROWS"])] if "ROWS" in spans else []
+        comments = rule_comments(text[slice(*spans["ADAPTERS"])])
+        adapters = {}
+        for index, entry in enumerate(entries):
+            rules = entry.get("decided_by") or (comments[index] if index < len(comments) else {})
+            adapters[entry.get("name") or ""] = AdapterSide(
+                fields=dict(entry["plan"]),
+                rules=dict(rules),
+                warnings=warning_tokens(str(entry.get("reason", ""))),
+                refusals={},
+            )
+    except (
+        UnicodeDecodeError,
+        SyntaxError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        MemoryError,
+        _NotAScript,
+    ):
         raise DlmError.one(
             label, None, None, "not a script rendered by dlm-gen (no readable ADAPTERS literal)"
         ) from None
-    comments = rule_comments(text)
-    adapters = {}
-    for index, entry in enumerate(entries):
-        rules = entry.get("decided_by") or (comments[index] if index < len(comments) else {})
-        adapters[entry.get("name") or ""] = AdapterSide(
-            fields=dict(entry["plan"]),
-            rules=dict(rules),
-            warnings=_WARN.findall(entry.get("reason", "")),
-            refusals={},
-        )
-    return Side(
-        label,
-        "script",
-        constants.get("SCRIPT_HASH"),
-        adapters,
-        list(constants.get("REQUIREMENTS", [])),
-        list(constants.get("ROWS", [])),
-    )
+    return Side(label, "script", script_hash, adapters, list(requirements), rows)
+
+
+def _literal_spans(text: str) -> dict[str, tuple[int, int]]:
+    """Where each literal of _LITERALS lies: from after `NAME = ` to past its closing
+    bracket, found by the layout dlm-gen writes (one item per line, the closing
+    bracket alone at the start of a line), without parsing the rest of the file."""
+    spans: dict[str, tuple[int, int]] = {}
+    for match in _ASSIGNMENT.finditer(text):
+        name, start = match[1], match.end()
+        if name in spans:
+            continue
+        line_end = text.find("\n", start)
+        line_end = len(text) if line_end < 0 else line_end
+        opening = text[start:line_end]
+        if opening in _CLOSING:
+            close = text.find("\n" + _CLOSING[opening] + "\n", line_end)
+            if close < 0:
+                raise _NotAScript(name)
+            spans[name] = (start, close + 2)
+        else:
+            spans[name] = (start, line_end)
+        if len(spans) == len(_LITERALS):
+            break
+    return spans
+
+
+def _literal(text: str, span: tuple[int, int]) -> object:
+    return ast.literal_eval(text[span[0] : span[1]])
+
+
+def _rows(text: str, span: tuple[int, int]) -> Iterator[dict]:
+    """The rows of ROWS, each parsed on its own: memory for one row, not for the file."""
+    start, end = span
+    if text[start:end] == "[]":
+        return
+    if text[start : start + 2] != "[\n":
+        raise _NotAScript("ROWS")
+    position, body_end = start + 2, end - 1  # after "[\n"; at the closing "]"
+    while position < body_end:
+        close = text.find(_ROW_END, position, body_end + 1)
+        if close < 0:
+            raise _NotAScript("ROWS")
+        row = ast.literal_eval(text[position : close + len(_ROW_END) - 2])
+        if not isinstance(row, dict) or not isinstance(row.get("kind"), str):
+            raise _NotAScript("ROWS")
+        yield row
+        position = close + len(_ROW_END)
+    if position != body_end:
+        raise _NotAScript("ROWS")
+
+
+def warning_tokens(reason: str) -> list[str]:
+    """The `warn=` tokens of a reason line, in one pass over it (a script's reason is
+    input: a regex that searched for each token's end from every `warn=` was quadratic
+    in a hand-made line without commas)."""
+    tokens = (part.strip() for part in reason.split(","))
+    return [
+        token.removeprefix("warn=")
+        for token in tokens
+        if token.startswith("warn=")
+        and len(token) > len("warn=")
+        and not any(c.isspace() for c in token)
+    ]
 
 
 def rule_comments(script: str) -> list[dict[str, str]]:
@@ -240,42 +446,46 @@ def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _row_key(row: dict) -> str:
-    """A row's identity apart from its line: the same text moved is not a change."""
-    return _canonical({k: v for k, v in row.items() if k != "line"})
+def _row_changes(old: list[RowDigest], new: list[RowDigest]) -> dict[str, list]:
+    """Rows added and removed (by content), and changed (same place, other content).
 
-
-def _row_changes(old: list[dict], new: list[dict]) -> dict[str, list]:
-    """Rows added and removed (by content), and changed (same place, other content)."""
-    old_keys = [_row_key(r) for r in old]
-    new_keys = [_row_key(r) for r in new]
-    removed = [r for r, k in zip(old, old_keys, strict=True) if k not in new_keys]
-    added = [r for r, k in zip(new, new_keys, strict=True) if k not in old_keys]
-    changed = []
-    for row in list(added):
-        twin = next(
-            (
-                r
-                for r in removed
-                if r["kind"] == row["kind"]
-                and r.get("adapter") == row.get("adapter")
-                and (r.get("line") == row.get("line") or _same_question(r, row))
-            ),
-            None,
-        )
-        if twin is not None:
-            changed.append({"old_line": twin.get("line"), "new_line": row.get("line")})
-            added.remove(row)
-            removed.remove(twin)
+    An added row pairs with the first removed row of its kind and adapter at the
+    same line, or (an instruction) with the same question; indexes by place and by
+    question keep this linear in the rows, not quadratic."""
+    old_keys, new_keys = {r.key for r in old}, {r.key for r in new}
+    removed = [r for r in old if r.key not in new_keys]
+    added = [r for r in new if r.key not in old_keys]
+    by_line: dict[tuple, deque[int]] = {}
+    by_question: dict[tuple, deque[int]] = {}
+    for index, row in enumerate(removed):
+        by_line.setdefault((row.kind, row.adapter, row.line), deque()).append(index)
+        if row.kind == "instruction":
+            by_question.setdefault((row.adapter, row.question), deque()).append(index)
+    paired: set[int] = set()
+    changed, unpaired = [], []
+    for row in added:
+        candidates = [by_line.get((row.kind, row.adapter, row.line))]
+        if row.kind == "instruction":
+            candidates.append(by_question.get((row.adapter, row.question)))
+        found = [_first_unpaired(c, paired) for c in candidates if c]
+        twin = min((index for index in found if index is not None), default=None)
+        if twin is None:
+            unpaired.append(row)
+            continue
+        paired.add(twin)
+        changed.append({"old_line": removed[twin].line, "new_line": row.line})
     return {
-        "added": [r.get("line") for r in added],
-        "removed": [r.get("line") for r in removed],
+        "added": [r.line for r in unpaired],
+        "removed": [r.line for index, r in enumerate(removed) if index not in paired],
         "changed": changed,
     }
 
 
-def _same_question(a: dict, b: dict) -> bool:
-    return a["kind"] == "instruction" and a.get("question") == b.get("question")
+def _first_unpaired(queue: deque[int], paired: set[int]) -> int | None:
+    """The first index of `queue` not paired yet (paired ones are dropped as seen)."""
+    while queue and queue[0] in paired:
+        queue.popleft()
+    return queue[0] if queue else None
 
 
 def to_json(difference: Difference) -> dict:
