@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from dlm_gen import __version__
@@ -23,12 +24,12 @@ def _add_target_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--processes",
         "--gpus",
-        type=_positive,
+        type=_count("max_processes_per_node"),
         help="training processes per node, one per GPU (default: the target's GPU count)",
     )
     command.add_argument(
         "--nodes",
-        type=_positive,
+        type=_count("max_nodes"),
         help="machines the run spans, each with the target's GPUs (same as --target NxNAME)",
     )
 
@@ -81,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", metavar="FILE.png", help="write both loss curves as a PNG")
     compare.add_argument("--json", action="store_true", help="print one JSON object")
     compare.add_argument(
-        "--threshold", type=float, help="gain the challenger needs (default: rules/compare.yaml)"
+        "--threshold",
+        type=_threshold,
+        help="gain the challenger needs, as a fraction (default: rules/compare.yaml)",
     )
     compare.add_argument(
         "--force", action="store_true", help="compare runs of different rows anyway"
@@ -115,16 +118,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-MAX_PROCESSES = 65536  # more than any launcher runs; beyond it a typo, not a plan
+_DIGITS = re.compile(r"[0-9]+")
+# A decimal number as a person types it: no nan, inf, 0x, 1_0 or non-ASCII digits.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
-def _positive(text: str) -> int:
-    if len(text) > 12:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PROCESSES}")
-    value = int(text)
-    if not 1 <= value <= MAX_PROCESSES:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PROCESSES}")
-    return value
+def _count(cap: str):
+    """An argparse type: a whole number from 1 to the cap `cap` of rules/limits.yaml.
+
+    The digits are bounded before int() reads them (Python refuses more than 4300).
+    Where the caps table itself is broken the number passes here, and the command
+    stops at the table with its located error (exit 1), not at the flag.
+    """
+
+    def count(text: str) -> int:
+        if not _DIGITS.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"expected a whole number such as 2, got {text!r:.40}")
+        from dlm_gen.limits import limits
+
+        digits = text.lstrip("0") or "0"
+        try:
+            limit = limits()[cap]
+        except RulesError:
+            return int(digits[:20])
+        if len(digits) > len(str(limit)) or not 1 <= int(digits) <= limit:
+            raise argparse.ArgumentTypeError(
+                f"must be between 1 and {limit} (rules/limits.yaml {cap})"
+            )
+        return int(digits)
+
+    return count
+
+
+def _threshold(text: str) -> float:
+    """An argparse type: a gain as a fraction, in the range a verdict row's threshold
+    may hold (schema/rules.schema.json); never nan or inf, which would print as a
+    "nan% threshold" and as NaN in --json."""
+    from dlm_gen.compare import threshold_bounds
+
+    low, high = threshold_bounds()
+    if len(text) > 40 or not _DECIMAL.fullmatch(text) or not low <= float(text) <= high:
+        expected = f"expected a number from {low:g} to {high:g} (a fraction: 0.05 is 5%)"
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r:.40}")
+    return float(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +249,7 @@ def _render(args: argparse.Namespace) -> int:
     is reported with its location and the others are still written; exit 1 if any failed."""
     from pathlib import Path
 
-    from dlm_gen.pipeline import plan_document
+    from dlm_gen.pipeline import document_failure, plan_document
     from dlm_gen.render import write_atomically
     from dlm_gen.rules import load_rules
     from dlm_gen.scripts import remove_replaced, remove_stale_temporaries
@@ -224,12 +260,10 @@ def _render(args: argparse.Namespace) -> int:
     written = []
     for file in args.files:
         try:
-            planned = plan_document(file, args.target, args.processes, rules=rules)
+            planned = plan_document(file, args.target, args.processes, rules=rules, out_dir=out)
             path = write_atomically(out, planned.render(out), sbatch=args.sbatch)
-        except DlmError as exc:
-            if len(args.files) == 1:
-                raise
-            problems.extend(exc.problems)
+        except Exception as exc:  # one document's failure never stops the others
+            problems.extend(document_failure(file, exc))
             continue
         _say(path)
         written.append(path)
@@ -263,6 +297,7 @@ def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dlm_gen import compare
+    from dlm_gen.limits import limits
     from dlm_gen.rules import load_rules
 
     a = compare.load_run(args.run_a, args.adapter)
@@ -271,12 +306,12 @@ def _compare(args: argparse.Namespace) -> int:
     rows = compare.table(a, b)
     decided = compare.verdict(a, b, load_rules().verdicts, args.threshold)
     if args.plot:
-        compare.plot(a, b, Path(args.plot))
+        compare.plot(a, b, Path(args.plot), limits()["max_plot_points"])
     for note in notes:
         _say(note, file=sys.stderr)
     if args.json:
         data = {"a": args.run_a, "b": args.run_b, "figures": rows, "verdict": decided}
-        print(json.dumps(data, indent=2))
+        print(json.dumps(compare.finite(data), indent=2, allow_nan=False))
         return 0
     _say(compare.format_table(a, b, rows))
     _say(f"\nverdict: {decided['text']}")

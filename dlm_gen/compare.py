@@ -8,16 +8,20 @@ different rows are refused unless forced: their figures do not compare.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 import re
 import statistics
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from dlm_gen.errors import DlmError
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.limits import limits
+from dlm_gen.resources import data_dir
 
 # (label, how to read it from one adapter's run record, unit)
 FIGURES = (
@@ -97,6 +101,8 @@ class Run:
 RECORD_NUMBERS: dict[str, tuple[float, float]] = {
     "trainable_parameters": (0, 1e15),
     "steps": (0, 1e12),
+    "tokens_trained": (0, 1e18),
+    "padding_tokens": (0, 1e18),
     "final_train_loss": (0, 1e6),
     "eval_loss": (0, 1e6),
     "delta_kl": (0, 1e6),
@@ -112,7 +118,8 @@ RECORD_LISTS: dict[str, tuple[float, str]] = {
     "step_seconds": (1e9, "a list of step times in seconds"),
 }
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-MAX_LOSSES = 10_000_000
+# How a value that is not a figure is shown in a message: never whole.
+_PREVIEW_CHARS = 40
 
 
 def load_run(given: str, adapter: str | None) -> Run:
@@ -120,12 +127,15 @@ def load_run(given: str, adapter: str | None) -> Run:
     if path.is_dir():
         path = path / "run.json"
     file = str(path)
+    caps = limits()
     try:
-        manifest = json.loads(
-            read_bounded(path, limits()["max_run_json_bytes"]), parse_constant=_no_constant
-        )
+        raw = read_bounded(path, caps["max_run_json_bytes"])
+        _check_containers(file, raw, caps["max_run_json_containers"])
+        manifest = json.loads(raw, parse_constant=_no_constant)
     except InputFileError as exc:
         message = "no run.json here: run a script first" if "no such" in str(exc) else str(exc)
+        if "the limit is" in message:
+            message += " (rules/limits.yaml max_run_json_bytes)"
         raise DlmError.one(file, None, None, message) from None
     except RecursionError:
         raise DlmError.one(file, None, None, "not a dlm-gen run.json: nested too deeply") from None
@@ -151,15 +161,46 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a number a run can report")
 
 
+def _check_containers(file: str, raw: bytes, cap: int) -> None:
+    """Refuse, before parsing, a file of more objects and lists than a run writes.
+
+    An empty object costs Python ~64 bytes per 3 bytes of file, so a file of
+    `[{},{},...]` under the byte cap would parse into gigabytes. Counting the
+    opening brackets (also those inside strings: an over-count only ever
+    refuses earlier) bounds that at C speed.
+    """
+    count = raw.count(b"{") + raw.count(b"[")
+    if count > cap:
+        raise DlmError.one(
+            file,
+            None,
+            None,
+            f"not a dlm-gen run.json: more than {cap} objects and lists "
+            "(rules/limits.yaml max_run_json_containers)",
+        )
+
+
+def preview(value: object) -> str:
+    """A short, bounded description of any JSON value for a message (never the whole of it)."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} keys"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return "a huge number"
+    if isinstance(value, str) and len(value) > _PREVIEW_CHARS:
+        value = value[: _PREVIEW_CHARS - 3] + "..."
+    shown = json.dumps(value)
+    return shown if len(shown) <= _PREVIEW_CHARS else shown[: _PREVIEW_CHARS - 3] + "..."
+
+
 def _check_record(file: str, where: str, entry: object) -> None:
     """One adapter's record: the fields compare reads, each of the right type and range."""
 
     def fail(field: str, expected: str, got: object) -> DlmError:
-        shown = (
-            json.dumps(got) if not isinstance(got, int) or abs(got) < 10**20 else "a huge number"
+        return DlmError.one(
+            file, None, f"{where}.{field}", f"expected {expected}, got {preview(got)}"
         )
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        return DlmError.one(file, None, f"{where}.{field}", f"expected {expected}, got {shown}")
 
     if not isinstance(entry, dict):
         raise fail("", "an object", entry)
@@ -184,12 +225,13 @@ def _check_record(file: str, where: str, entry: object) -> None:
             raise fail(where_rank, "a rank from 1 to 1e6", rank)
     for field, (high, expected) in RECORD_LISTS.items():
         values = entry.get(field)
-        if values is not None and not (
-            isinstance(values, list)
-            and len(values) <= MAX_LOSSES
-            and all(_finite(x) and 0 <= x <= high for x in values)
-        ):
+        if values is None:
+            continue
+        if not isinstance(values, list):
             raise fail(field, expected, values)
+        bad = _first_outside(values, 0, high)
+        if bad is not None:
+            raise fail(f"{field}[{bad}]", f"a number from 0 to {high:g}", values[bad])
     rows = entry.get("rows")
     if rows is not None and not (
         isinstance(rows, dict)
@@ -233,8 +275,27 @@ def _check_preference(preference: object, fail) -> None:
                 f"preference.{field}", f"before/after numbers from {low:g} to {high:g}", pair
             )
     losses = preference.get("losses")
-    if not (isinstance(losses, list) and all(_finite(x) and abs(x) <= 1e6 for x in losses)):
+    if not isinstance(losses, list):
         raise fail("preference.losses", "a list of finite losses", losses)
+    bad = _first_outside(losses, -1e6, 1e6)
+    if bad is not None:
+        raise fail(f"preference.losses[{bad}]", "a loss from -1e6 to 1e6", losses[bad])
+
+
+def _first_outside(values: list, low: float, high: float) -> int | None:
+    """The index of the first item that is not a finite number in [low, high], or None.
+
+    The common case, a list of numbers in range, is checked by C-speed builtins
+    (types, `min`, `max`); only a list that fails them is walked in Python. No
+    NaN reaches here: the parser refuses it (parse_constant).
+    """
+    numbers = set(map(type, values)) <= {float, int}
+    if numbers and (not values or (low <= min(values) and max(values) <= high)):
+        return None
+    for index, value in enumerate(values):
+        if not (_finite(value) and low <= value <= high):
+            return index
+    return None
 
 
 def _finite(value: object) -> bool:
@@ -250,17 +311,29 @@ def figures(run: Run) -> dict[str, object]:
     values = {}
     for label, read, _ in FIGURES:
         try:
-            values[label] = read(run.record)
+            values[label] = _scalar(read(run.record))
         except (KeyError, TypeError):
             values[label] = None
     return values
 
 
+def _scalar(value: object) -> object:
+    """A figure as the table shows it: a number, a short text or None, never a whole
+    list or object (a field compare does not check could hold millions of items)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value if not isinstance(value, float) or math.isfinite(value) else None
+    if isinstance(value, str) and len(value) <= _PREVIEW_CHARS:
+        return value
+    return preview(value)
+
+
 def relative(a: object, b: object) -> float | None:
-    """(b - a) / |a|, or None when either is missing or a is zero (no relative change)."""
+    """(b - a) / |a|, or None when either is missing or a is zero (no relative change),
+    or when the ratio overflows (a denormal baseline): JSON has no infinity."""
     if not (_finite(a) and _finite(b)) or a == 0:
         return None
-    return (b - a) / abs(a)
+    change = (b - a) / abs(a)
+    return change if math.isfinite(change) else None
 
 
 def verdict(a: Run, b: Run, verdicts: tuple[dict, ...], threshold: float | None) -> dict:
@@ -321,11 +394,15 @@ def _decide(row: dict, baseline: Run, challenger: Run, threshold: float | None) 
             f"{challenger_kind} ({challenger_value:.4g}) can be measured against it",
         }
     if change is None:
+        why = (
+            f"{label} is missing in a run"
+            if not (_finite(base_value) and _finite(challenger_value))
+            else f"{base_kind}'s {label} ({base_value:.4g}) is too small to measure a gain against"
+        )
         return {
             "rule": row["id"],
             "keep": base_kind,
-            "text": f"keep {base_kind}: {label} is missing in a run, so {challenger_kind} "
-            "cannot show a gain",
+            "text": f"keep {base_kind}: {why}, so {challenger_kind} cannot show a gain",
         }
     gain = -change if row["better"] == "lower" else change
     wins = gain >= limit
@@ -340,9 +417,30 @@ def _decide(row: dict, baseline: Run, challenger: Run, threshold: float | None) 
         "text": (
             f"keep {keep}: {challenger_kind}'s {label} {challenger_value:.4g} vs "
             f"{base_kind}'s {base_value:.4g} is a {gain:+.1%} gain, which {comparison} the "
-            f"{limit:.0%} threshold ({row['id']})"
+            f"{limit * 100:.3g}% threshold ({row['id']})"
         ),
     }
+
+
+def threshold_bounds() -> tuple[float, float]:
+    """The gains a verdict row's threshold may hold (schema/rules.schema.json), which
+    also bound `--threshold`: one range for the table and the flag."""
+    schema = json.loads((data_dir("schema") / "rules.schema.json").read_text(encoding="utf-8"))
+    verdict_row = schema["$defs"]["verdicts"]["properties"]["verdicts"]["items"]
+    threshold = verdict_row["properties"]["threshold"]
+    return float(threshold["minimum"]), float(threshold["maximum"])
+
+
+def finite(value: object) -> object:
+    """`value` with every NaN or infinity replaced by None: JSON has neither, and
+    `--json` output is for machines that would choke on Python's `NaN`."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
 
 
 def check_same_rows(a: Run, b: Run, force: bool) -> list[str]:
@@ -403,8 +501,10 @@ def format_table(a: Run, b: Run, rows: list[dict[str, object]]) -> str:
     return "\n".join([render[0], "  ".join("-" * w for w in widths), *render[1:]])
 
 
-def plot(a: Run, b: Run, path: Path) -> None:
-    """Both loss curves over steps as a PNG."""
+def plot(a: Run, b: Run, path: Path, max_points: int) -> None:
+    """Both loss curves over steps as a PNG, each drawn from at most `max_points` points
+    (rules/limits.yaml max_plot_points): a long run is shown as the mean loss of each
+    stretch of steps, so the time and memory of a plot do not grow with the run."""
     try:
         import matplotlib
 
@@ -420,9 +520,9 @@ def plot(a: Run, b: Run, path: Path) -> None:
         ) from None
     figure, axes = plt.subplots(figsize=(7, 4), dpi=120)
     for run in (a, b):
-        losses = run.record.get("losses") or []
+        steps, losses = downsample(run.record.get("losses") or [], max_points)
         kind = run.record["plan"]["adapter"]
-        axes.plot(range(1, len(losses) + 1), losses, label=f"{kind} ({run.label})")
+        axes.plot(steps, losses, label=f"{kind} ({run.label})")
     axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes.set_xlabel("step")
     axes.set_ylabel("training loss")
@@ -430,6 +530,39 @@ def plot(a: Run, b: Run, path: Path) -> None:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
     plt.close(figure)
+    _write_whole(path, image.getvalue())
+
+
+def downsample(values: list[float], max_points: int) -> tuple[list[float], list[float]]:
+    """(steps, values) of at most `max_points` points: the values themselves (step 1, 2,
+    ...) when few enough, else the mean of each of `max_points` equal stretches, placed
+    at the stretch's middle step."""
+    count = len(values)
+    if count <= max_points:
+        return [float(step) for step in range(1, count + 1)], list(values)
+    steps, means = [], []
+    for bucket in range(max_points):
+        start, end = count * bucket // max_points, count * (bucket + 1) // max_points
+        steps.append((start + 1 + end) / 2)
+        means.append(math.fsum(values[start:end]) / (end - start))
+    return steps, means
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file beside it: a failure (a full
+    disk, a directory at that name) leaves no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), 0o644)  # an image anyone may read, as savefig made it
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

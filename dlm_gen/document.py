@@ -163,6 +163,7 @@ def load_document(
     data: bytes | None = None,
     *,
     models: FrontmatterModels | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
 ) -> Document:
     """Read, parse and validate a `.dlm` file; raises `DlmError` with every problem.
 
@@ -170,6 +171,7 @@ def load_document(
     git revision, for `dlm-gen diff`); `path` still names it and anchors its
     relative paths. `models` are the frontmatter models of the rule set the
     document is planned with (default: the shipped one, or $DLM_GEN_RULES).
+    `output_dir`: where its script goes, never read by `training.sources`.
     """
     if models is None:
         from dlm_gen.rules import load_rules  # the rules import documents' row types
@@ -192,6 +194,7 @@ def load_document(
             front.line_of,
             caps["max_document_bytes"] - len(text.encode("utf-8")),
             caps["max_source_files_walked"],
+            output_dir=output_dir,
         )
         problems.extend(source_problems)
         sections.extend(_source_sections(sources))
@@ -442,6 +445,10 @@ def _parse_section(
     for number, raw in enumerate(lines, start=start + 1):
         code.feed(raw.strip(), number)
         heading = None if code.open else raw.rstrip()
+        misplaced = _misplaced_heading(kind, heading)
+        if misplaced is not None:
+            problems.append(Problem(file, number, None, misplaced))
+            return rows
         if heading not in headings:
             if current is not None:
                 current.append(raw)
@@ -467,6 +474,23 @@ def _parse_section(
     if not rows and not parts:
         problems.append(Problem(file, start, None, f"::{kind}:: section has no '{headings[0]}'"))
     return rows
+
+
+def _misplaced_heading(kind: str, heading: str | None) -> str | None:
+    """Why a heading of another section kind cannot stand here, or None.
+
+    A `### Q` / `### A` pair inside a ::preference:: section (or a `### Prompt`
+    inside an ::instruction:: one) was meant as its own record; read as text it
+    would silently train as part of the answer or rejected text around it.
+    """
+    for other, theirs in _HEADINGS.items():
+        if other != kind and heading in theirs and heading not in _HEADINGS[kind]:
+            return (
+                f"'{heading}' is a heading of ::{other}:: sections, not of this ::{kind}:: "
+                "one, where it would become part of the text above it: put the fence line "
+                f"::{other}:: before it, or indent it or put it in a code block if it is text"
+            )
+    return None
 
 
 # The provenance comments the dlm tool writes right after a section's fence line

@@ -23,6 +23,8 @@ HOST_TARGET = "host"
 # A profile's own name wins: `8xa100-80gb` is the one-node, 8-GPU profile, so eight nodes
 # of `a100-80gb` are written `8x(a100-80gb)`.
 _NODES_PREFIX = re.compile(r"^(?P<nodes>[1-9][0-9]*)x(?:\((?P<wrapped>.+)\)|(?P<profile>.+))$")
+# How much of a target name a message quotes (a name is argv: up to 128 KiB).
+_SHOWN_CHARS = 64
 
 
 def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | None:
@@ -36,7 +38,7 @@ def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | Non
             "--nodes",
             None,
             None,
-            f"--nodes {nodes} contradicts --target {name}, which names {written[0]} nodes",
+            f"--nodes {nodes} contradicts --target {_shown(name)}, which names {written[0]} nodes",
         )
     profile = written[1] if written is not None else name
     resolve_target(rules, profile)  # an unknown profile is an error in the words written
@@ -59,8 +61,29 @@ def _split_nodes(name: str, rules: RuleSet) -> tuple[int, str] | None:
     match = _NODES_PREFIX.match(name)
     profile = match and (match["wrapped"] or match["profile"])
     if profile and (profile in rules.targets or profile == HOST_TARGET):
-        return int(match["nodes"]), profile
+        return _node_count(match["nodes"], name), profile
     return None
+
+
+def _node_count(digits: str, name: str) -> int:
+    """The node count a target name writes, within rules/limits.yaml max_nodes: the
+    same cap as --nodes. The digits are bounded before int() reads them (Python refuses
+    more than 4300, and a count of 23 digits would reach the SLURM batch file)."""
+    cap = limits()["max_nodes"]
+    if len(digits) > len(str(cap)) or int(digits) > cap:
+        raise DlmError.one(
+            "--target",
+            None,
+            None,
+            f"'{_shown(name)}' spans more than {cap} nodes, the most a plan may "
+            "(rules/limits.yaml max_nodes)",
+        )
+    return int(digits)
+
+
+def _shown(text: str) -> str:
+    """A target name as a message quotes it: at most _SHOWN_CHARS characters."""
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, object]]:
@@ -81,14 +104,18 @@ def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, obj
         count, profile_name = nodes
         _, profile = resolve_target(rules, profile_name)
         return _nodes_name(count, profile_name, rules), {**profile, "nodes": count}
-    close = difflib.get_close_matches(name, list(rules.targets), n=1)
+    close = (
+        difflib.get_close_matches(name, list(rules.targets), n=1)
+        if len(name) <= _SHOWN_CHARS
+        else []
+    )
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise DlmError.one(
         "--target",
         None,
         None,
-        f"unknown target '{name}'{hint} (known: {', '.join(sorted(rules.targets))}, host; "
-        "N nodes of one: Nx<name> or Nx(<name>), e.g. 2x8xh100)",
+        f"unknown target '{_shown(name)}'{hint} (known: {', '.join(sorted(rules.targets))}, "
+        "host; N nodes of one: Nx<name> or Nx(<name>), e.g. 2x8xh100)",
     )
 
 

@@ -18,7 +18,15 @@ from dlm_gen import conditions, yamlsrc
 from dlm_gen.facts import Domain
 from dlm_gen.memory import Provider
 from dlm_gen.resources import data_dir
-from dlm_gen.rulemodel import FORMATTERS, PLACEHOLDER, FactRef, Requirement, Rule, Table
+from dlm_gen.rulemodel import (
+    BRACED,
+    FORMATTERS,
+    PLACEHOLDER,
+    FactRef,
+    Requirement,
+    Rule,
+    Table,
+)
 
 
 def schema_problems(label: str, document: yamlsrc.SourcedYaml) -> list[str]:
@@ -122,6 +130,12 @@ def check_rules(tables: list[Table], domains: dict[str, Domain]) -> list[str]:
                     hint = f"; did you mean '{close[0]}'?" if close else ""
                     problems.append(f"{rule.source}: rule {rule.id}: unknown fact '{fact}'{hint}")
             for text in rule.templates():
+                for braced in BRACED.finditer(text):
+                    if not PLACEHOLDER.fullmatch(braced.group(0)):
+                        problems.append(
+                            f"{rule.source}: rule {rule.id}: '{braced.group(0)}' is not a "
+                            "placeholder: write {table.fact} or {table.fact|formatter}"
+                        )
                 for match in PLACEHOLDER.finditer(text):
                     if match.group(2) and match.group(2) not in FORMATTERS:
                         problems.append(

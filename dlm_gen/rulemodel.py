@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from dlm_gen import conditions
 from dlm_gen.schema import FrontmatterModels, frontmatter_models
 
-PLACEHOLDER = re.compile(r"\{([a-z_]+\.[a-z0-9_]+)(?:\|([a-z]+))?\}")
+# `{fact}` or `{fact|formatter}` in a message; a fact name has two or more dotted
+# parts (`training.preference.loss_type`). Any other `{...}` in a message is
+# refused when the tables load (rulechecks.check_rules), never printed raw.
+PLACEHOLDER = re.compile(r"\{([a-z_]+(?:\.[a-z0-9_]+)+)(?:\|([a-z]+))?\}")
+BRACED = re.compile(r"\{[^{}]*\}")
 
 
 FORMATTERS = ("size", "gb")

@@ -10,7 +10,13 @@ composes the node tree itself and builds plain values from it, so that it can:
 * refuse numbers no plan can use: infinities, NaN (`.inf`, `1e309`) and
   integers too long for Python to read;
 * return, with the value, a map from each key path to the line it is on;
-* read `2e-4` as a float (YAML 1.1 wants `2.0e-4`).
+* read `2e-4` as a float (YAML 1.1 wants `2.0e-4`);
+* never read a number or a boolean silently where YAML 1.1 (PyYAML, and so
+  the `dlm` tool) and YAML 1.2 disagree: `010` (octal 8, or 10), `190:20:30`
+  (base 60), `1_000`, `yes`/`no`/`on`/`off` are refused with their line and
+  how to write them, and so are numbers in another base (`0x20`, `0o10`,
+  `0b11`): a reviewer reads a document's numbers in decimal. A date stays the
+  text it is (YAML 1.2), and scalar tags other than the plain ones are refused.
 """
 
 from __future__ import annotations
@@ -26,7 +32,21 @@ from dlm_gen.errors import DlmError, Problem
 Path = tuple[str | int, ...]
 # Collections are built here, not by PyYAML, so their tags are checked here too.
 PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
-_STR_TAG = "tag:yaml.org,2002:str"
+_TAG = "tag:yaml.org,2002:"
+_STR_TAG = _TAG + "str"
+_INT_TAG, _FLOAT_TAG, _BOOL_TAG = _TAG + "int", _TAG + "float", _TAG + "bool"
+_TIMESTAMP_TAG = _TAG + "timestamp"
+# The scalars a document or table may hold (others: `!!binary`, `=`, local tags).
+SCALAR_TAGS = (_STR_TAG, _INT_TAG, _FLOAT_TAG, _BOOL_TAG, _TAG + "null", _TIMESTAMP_TAG)
+# YAML 1.2's core schema spells booleans only so; YAML 1.1 adds yes/no/on/off.
+_BOOLEANS_12 = ("true", "True", "TRUE", "false", "False", "FALSE")
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9_]+")
+_NUMBER_STARTS = ("0", "-", "+")  # how a plain text that YAML 1.2 reads as a number begins
+_RADIX = re.compile(r"[-+]?0(?P<letter>[xXoObB])[0-9a-fA-F_]*")
+_RADIX_NAMES = {"x": "hexadecimal", "o": "octal", "b": "binary"}
+# How much of a refused scalar a message shows (and at most how long one whose
+# YAML 1.1 value is worked out for it: base 60 costs quadratic time in its length).
+_SHOWN_CHARS = 40
 
 # A node budget far above any real document or rule table.
 DEFAULT_NODE_BUDGET = 20_000
@@ -117,9 +137,12 @@ class _Builder:
         return self.scalar(node, path)
 
     def scalar(self, node: yaml.Node, path: Path) -> object:
+        problem = self.ambiguity(node)
+        if problem is not None:
+            raise DlmError.one(self.file, self.line(node), _dotted(path), problem)
         try:
-            if node.tag == _STR_TAG:  # most scalars: skip PyYAML's dispatch
-                value = node.value
+            if node.tag in (_STR_TAG, _TIMESTAMP_TAG):  # most scalars: skip PyYAML's dispatch
+                value = node.value  # a date is the text it is, as YAML 1.2 reads it
             else:
                 value = self.loader.construct_object(node, deep=True)
         except ValueError:  # Python refuses to read integers of more than 4300 digits
@@ -135,6 +158,45 @@ class _Builder:
                 "(quote it if you meant text)",
             )
         return value
+
+    def ambiguity(self, node: yaml.Node) -> str | None:
+        """Why this scalar is refused, or None: a tag that is not a plain scalar's, or a
+        spelling that YAML 1.1 and 1.2 read differently (or a number not in decimal)."""
+        tag, text = node.tag, str(node.value)
+        if tag == _STR_TAG:  # most scalars: quoted, or plain text that is no number
+            if node.style or text[:1] not in _NUMBER_STARTS:  # style: None or "" if plain
+                return None
+        elif tag not in SCALAR_TAGS:
+            return f"YAML tag {tag.replace(_TAG, '!!')} is not allowed: only plain scalars"
+        shown = _shown(text)
+        radix = _RADIX.fullmatch(text)
+        if radix:
+            name = _RADIX_NAMES[radix["letter"].lower()]
+            return f"{shown} is {name} notation: write the number in decimal{_decimal(text)}"
+        if _LEADING_ZERO.fullmatch(text):  # also a plain `08`: a number to YAML 1.2 only
+            return _leading_zero(text, shown)
+        if tag in (_INT_TAG, _FLOAT_TAG) and (":" in text or "_" in text):
+            value = self.value_11(node) if len(text) <= _SHOWN_CHARS else None
+            what = "a base-60 number" if ":" in text else "a number with underscores"
+            write = f"write {value}" if value is not None else "write it in plain decimal"
+            return (
+                f"{shown} is {what} to YAML 1.1 and text to YAML 1.2: {write}, "
+                "or quote it if you meant text"
+            )
+        if tag == _BOOL_TAG and text not in _BOOLEANS_12:
+            truth = "true" if text.lower() in ("yes", "on", "y") else "false"
+            return (
+                f"{shown} is {truth} to YAML 1.1 and text to YAML 1.2: write true or false, "
+                "or quote it if you meant text"
+            )
+        return None
+
+    def value_11(self, node: yaml.ScalarNode) -> object:
+        """What YAML 1.1 (PyYAML) reads a short scalar as, or None when it cannot."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, yaml.YAMLError):
+            return None
 
     def build_mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, object]:
         self.loader.flatten_mapping(node)  # resolves `<<` merge keys
@@ -159,6 +221,45 @@ class _Builder:
             self.lines[(*path, key)] = key_line
             result[key] = self.build(value_node, (*path, key))
         return result
+
+
+def _shown(text: str) -> str:
+    """A scalar as a message quotes it: at most _SHOWN_CHARS characters of it."""
+    return repr(text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "...")
+
+
+def _decimal(text: str) -> str:
+    """` (N)`: a short `0x`/`0o`/`0b` number in decimal; empty when too long to show."""
+    digits = text.replace("_", "")
+    if len(digits) > _SHOWN_CHARS:
+        return ""
+    try:
+        return f" ({int(digits, 0)})"
+    except ValueError:  # `0x`, or digits its base does not have (`0b12`)
+        return ""
+
+
+def _leading_zero(text: str, shown: str) -> str:
+    """The message for `010`: octal 8 to YAML 1.1, decimal 10 to YAML 1.2 (`08`: text
+    to YAML 1.1); the reader must say which it meant."""
+    digits = text.replace("_", "")
+    unsigned = digits.lstrip("+-")
+    if len(unsigned) > _SHOWN_CHARS:
+        return f"{shown} has a leading zero: write the number without it"
+    sign = "-" if digits.startswith("-") else ""
+    decimal = f"{sign}{int(unsigned)}"
+    if set(unsigned) <= set("01234567"):
+        octal = f"{sign}{int(unsigned, 8)}"
+        if octal == decimal:  # `00`
+            return f"{shown} has a leading zero: write {decimal}"
+        return (
+            f"{shown} is octal {octal} to YAML 1.1 and {decimal} to YAML 1.2: write {octal} "
+            f"or {decimal} without the leading zero, or quote it if you meant text"
+        )
+    return (
+        f"{shown} is text to YAML 1.1 and {decimal} to YAML 1.2: write {decimal} without "
+        "the leading zero, or quote it if you meant text"
+    )
 
 
 def _dotted(path: Path) -> str | None:

@@ -36,11 +36,14 @@ def test_gpu_check_smoke_runs_on_the_cpu():
     assert "fsdp2)" in fsdp and "world size 2" in fsdp and fsdp.endswith("one adapter: True")
 
 
+# A small document, and the compare and diff parts at a few MB (the caps are the
+# benchmark's business; here the parts must run and print their lines).
 SMALL_DOCUMENT = ("--rows", "300", "--bytes", "300000")
+SMALL_PARTS = ("--run-json-bytes", "2000000", "--script-bytes", "2000000")
 
 
 def test_limits_check_runs_on_a_small_document():
-    result = run_bench("limits_check.py", *SMALL_DOCUMENT)
+    result = run_bench("limits_check.py", *SMALL_DOCUMENT, *SMALL_PARTS)
     assert "document: 300 rows" in result.stdout
     assert "--help:   median" in result.stdout
 

@@ -68,6 +68,7 @@ PREFERENCE_SPECIAL = (
     {"preference": {"method": "orpo"}},
     {"preference": {"method": "orpo", "loss_type": "ipo"}},
     {"adapter": "full"},
+    {"adapter": "qlora"},  # batch-preference-does-not-fit-qlora: its advice omits qlora
     {"micro_batch_size": 1},
     {"micro_batch_size": 64, "grad_accum": 2},
     {"micro_batch_size": 8, "sequence_len": 32768},
