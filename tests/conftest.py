@@ -208,19 +208,29 @@ def script_constant(script: str, name: str) -> object:
 
 
 def script_definitions(script: str, *names: str) -> dict[str, object]:
-    """The named top-level functions and classes of a rendered script, defined in a
-    namespace that has the script's module-level imports (so a test runs the script's
-    own code, not a copy of it)."""
+    """The named top-level functions, classes and constants (NAME = ...) of a rendered
+    script, defined in a namespace that has the script's module-level imports (so a test
+    runs the script's own code, not a copy of it)."""
     import ast
 
     tree = ast.parse(script)
     wanted = [
         node
         for node in tree.body
-        if isinstance(node, (ast.Import, ast.ImportFrom)) or getattr(node, "name", None) in names
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or _defined_name(node) in names
     ]
-    missing = set(names) - {getattr(node, "name", None) for node in wanted}
+    missing = set(names) - {_defined_name(node) for node in wanted}
     assert not missing, f"not defined in the script: {sorted(missing)}"
     namespace: dict[str, object] = {}
     exec(compile(ast.Module(body=wanted, type_ignores=[]), "script", "exec"), namespace)
     return {name: namespace[name] for name in names}
+
+
+def _defined_name(node) -> str | None:
+    """The name a top-level statement defines: a function's, a class's, or the one
+    name a plain assignment binds."""
+    import ast
+
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        return getattr(node.targets[0], "id", None)
+    return getattr(node, "name", None)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dlm_gen.document import load_document
+from dlm_gen.literals import visible
 from dlm_gen.pipeline import plan_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans, write_atomically
@@ -247,9 +248,10 @@ def test_a_finished_run_keeps_the_result_a_run_card_and_no_checkpoint(tmp_path, 
     assert len(run_["samples"]) == 3 and {"before", "after", "split"} <= set(run_["samples"][0])
     answered = run(script, output_dir, "--prompt", "Where do the rules live?")
     assert answered.returncode == 0, answered.stderr[-2000:]
-    # The saved adapter answers as the trained model did at the end of the run.
+    # The saved adapter answers as the trained model did at the end of the run (shown
+    # escaped, as every console line of the script).
     [sample] = [s for s in run_["samples"] if s["question"] == "Where do the rules live?"]
-    assert answered.stdout.strip() == " ".join(sample["after"].split())
+    assert answered.stdout.strip() == visible(" ".join(sample["after"].split()))
 
 
 def test_the_first_step_changes_the_adapter(tmp_path, tiny_model):
