@@ -15,7 +15,6 @@ import posixpath
 import re
 import stat
 import struct
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +77,9 @@ class BaseModel:
     chat_system_default: str | None = None
     # Where the shapes came from when not the registry or a local directory.
     config_from: str | None = None
+    # Why a local base's chat template could not be read or evaluated (its file as the
+    # document names it, and the bound it went past); None when it ran or is absent.
+    chat_template_problem: str | None = None
 
     def facts(self) -> dict[str, object]:
         return {
@@ -96,6 +98,7 @@ class BaseModel:
             "base.shape": self.shape,
             "base.chat_system_default": self.chat_system_default,
             "base.config_from": self.config_from,
+            "base.chat_template_problem": self.chat_template_problem,
         }
 
 
@@ -486,6 +489,9 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
     else:
         params = safetensors_parameters(directory, caps)
     modules = family["target_modules"] if family else None
+    chat_default, chat_problem = _chat_system_default(
+        directory, key, caps["max_tokenizer_config_bytes"]
+    )
     return BaseModel(
         key=key,
         source="local",
@@ -499,7 +505,8 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
         max_position_embeddings=config.get("max_position_embeddings"),
         decoder_layer=family.get("decoder_layer") if family else None,
         shape=_shape(config) if family else None,
-        chat_system_default=_chat_system_default(directory, caps["max_tokenizer_config_bytes"]),
+        chat_system_default=chat_default,
+        chat_template_problem=chat_problem,
     )
 
 
@@ -519,24 +526,27 @@ def _shape_summary(config: dict) -> str:
     return ", ".join(f"{key} {config[key]}" for key in REQUIRED_SHAPE_KEYS if key in config)
 
 
-def _chat_system_default(directory: Path, limit: int) -> str | None:
-    """The default system prompt of a local base's chat template (chat_template.jinja, else
-    tokenizer_config.json's chat_template), or None. A file that is absent, or a
-    template that cannot run, means unknown; a file that cannot be read, or a template
-    that goes past a bound of rules/limits.yaml, means unknown too, with a warning that
-    names it (the training run will meet the same file when it loads the tokenizer)."""
+def _chat_system_default(
+    directory: Path, written: str, limit: int
+) -> tuple[str | None, str | None]:
+    """(the default system prompt of a local base's chat template, why it is unknown):
+    from chat_template.jinja, else tokenizer_config.json's chat_template. An absent file,
+    or a template that cannot run, means unknown and no problem; a file that cannot be
+    read, or a template that goes past a bound of rules/limits.yaml, means unknown with a
+    problem naming the file as the document wrote the base (`written`), which the
+    `base-chat-template-unevaluated` rule turns into a warning."""
     from dlm_gen.chat import evaluate
 
     file, template, problem = _chat_template(directory, limit)
     if template is not None:
         verdict = evaluate(template)
         if verdict.problem is None:
-            return verdict.prompt
+            return verdict.prompt, None
         field = "chat_template: " if file and file.name == "tokenizer_config.json" else ""
         problem = f"{field}not evaluated: {verdict.problem}"
-    if file is not None and problem is not None:
-        _warn(f"{file}: {problem}; the system prompt it injects is unknown before the run")
-    return None
+    if file is None or problem is None:
+        return None, None
+    return None, f"{written.rstrip('/')}/{file.name}: {problem}"
 
 
 def _chat_template(directory: Path, limit: int) -> tuple[Path | None, str | None, str | None]:
@@ -566,14 +576,6 @@ def _chat_template(directory: Path, limit: int) -> tuple[Path | None, str | None
         return file, None, "not read: not valid JSON"
     template = config.get("chat_template") if isinstance(config, dict) else None
     return file, template if isinstance(template, str) else None, None
-
-
-def _warn(message: str) -> None:
-    """A warning on stderr, the plan going on: every hidden character of the paths in it
-    escaped, on one line."""
-    from dlm_gen.literals import visible
-
-    print(f"warning: {visible(message)}", file=sys.stderr)
 
 
 SHAPE_KEYS = (

@@ -33,6 +33,7 @@ BASE_FACTS: dict[str, Domain] = {
     "base.shape": None,
     "base.chat_system_default": None,
     "base.config_from": None,
+    "base.chat_template_problem": None,
 }
 TARGET_FACTS: dict[str, Domain] = {
     "target.name": None,

@@ -16,6 +16,7 @@ from dlm_gen.errors import DlmError
 from dlm_gen.plan import make_plans
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import load_rules
+from tests.conftest import TINY_LLAMA_CONFIG
 
 PAIRS = "::instruction::\n### Q\nq\n### A\na\n"
 PREFERENCE = "::preference::\n### Prompt\np\n### Chosen\nc\n### Rejected\nr\n"
@@ -74,7 +75,16 @@ PREFERENCE_SPECIAL = (
     {"micro_batch_size": 8, "sequence_len": 32768},
     {"adapter": "full", "micro_batch_size": 1},
 )
-BASES = ("smollm2-135m", "llama-3.1-8b", "llama-3.3-70b", "hf:org/unknown-size")
+# A local base whose chat template cannot be read (a directory in its place): the
+# base-chat-template-unevaluated row (no child process is started for it).
+UNREAD_TEMPLATE_BASE = "./unread-template-model"
+BASES = (
+    "smollm2-135m",
+    "llama-3.1-8b",
+    "llama-3.3-70b",
+    "hf:org/unknown-size",
+    UNREAD_TEMPLATE_BASE,
+)
 TARGETS = ("cpu", "t4", "a100-80gb", "h100", "8xh100")
 
 
@@ -93,6 +103,9 @@ def cases():
 def fired_ids(rules, directory) -> set[str]:
     """Every rule id that fires for some case, base, target and process count."""
     seen: set[str] = set()
+    model = directory / UNREAD_TEMPLATE_BASE
+    (model / "chat_template.jinja").mkdir(parents=True, exist_ok=True)
+    (model / "config.json").write_text(json.dumps(TINY_LLAMA_CONFIG))
     for index, (training, body) in enumerate(cases()):
         for base in BASES:
             path = directory / f"case{index}.dlm"
