@@ -111,11 +111,15 @@ class _Layout:
         parts = path.split("/")
         if any(part in ("", ".", "..") or "\0" in part for part in parts):
             raise GitError(f"the tree at {self.rev} holds an impossible path {path!r}")
-        target = self.root.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.realpath(target.parent) != str(target.parent):
-            raise GitError(f"'{path}' at {self.rev} lies under a symbolic link")
-        return target
+        directory = self.root
+        for part in parts[:-1]:  # one component at a time, never through a link
+            directory = directory / part
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                if os.path.islink(directory) or not os.path.isdir(directory):
+                    raise GitError(f"'{path}' at {self.rev} lies under a symbolic link") from None
+        return directory / parts[-1]
 
     def write(self, path: str, data: bytes, size: int | None = None) -> None:
         """A file at `path`: `data`, or with `size`, an unread (sparse) file that long."""

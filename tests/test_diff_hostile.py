@@ -400,3 +400,49 @@ def test_warning_tokens_are_read_in_one_pass_over_a_hand_made_reason():
     assert warning_tokens(reason) == ["galore-small-base(135M<1B)", "x"]
     assert warning_tokens("warn=, warn=a b, warn=c") == ["c"]
     assert warning_tokens("warn=" * 200_000) == ["warn=" * 199_999]
+
+
+def test_a_tree_naming_a_link_and_a_directory_alike_makes_nothing_outside(
+    tmp_path, cli, monkeypatch
+):
+    """A crafted tree lists D/B twice: a link to a directory outside, and a directory
+    holding a link. Laying out D/B/q/r once made D/B/q through the fresh link (mkdir
+    with parents, then a realpath check): a directory outside the temporary tree."""
+    import binascii
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", ".")
+
+    def obj(kind: str, data: bytes) -> str:
+        done = subprocess.run(
+            ["git", "hash-object", "-t", kind, "--literally", "-w", "--stdin"],
+            cwd=repo,
+            input=data,
+            capture_output=True,
+            check=True,
+        )
+        return done.stdout.strip().decode()
+
+    def tree(entries: list[tuple[str, str, str]]) -> str:
+        body = b"".join(
+            f"{mode} {name}".encode() + b"\0" + binascii.unhexlify(oid)
+            for mode, name, oid in entries
+        )
+        return obj("tree", body)
+
+    inner = tree([("40000", "q", tree([("120000", "r", obj("blob", b"zzz"))]))])
+    twice = tree([("120000", "B", obj("blob", str(outside).encode())), ("40000", "B", inner)])
+    document = obj(
+        "blob", dlm_text({**SOURCES_DOC, "training": {"sources": [{"path": "D"}]}}).encode()
+    )
+    root = tree([("40000", "D", twice), ("100644", "doc.dlm", document)])
+    commit = git(repo, "-c", "user.name=a", "-c", "user.email=a@b", "commit-tree", root, "-m", "x")
+    git(repo, "update-ref", "refs/heads/main", commit.strip())
+    git(repo, "symbolic-ref", "HEAD", "refs/heads/main")
+    monkeypatch.chdir(repo)
+    code, out, err = cli("diff", "HEAD:doc.dlm", "HEAD:doc.dlm")
+    assert code == 2 and "lies under a symbolic link" in err, out + err
+    assert list(outside.iterdir()) == []
