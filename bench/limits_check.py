@@ -200,10 +200,12 @@ def compare_check(caps: dict[str, int], cap: int) -> None:
                 )
 
 
-def script_rows(kind: str, room: int) -> str:
-    """ROWS items, as dlm-gen writes them, of at most `room` bytes together."""
+def script_rows(kind: str, room: int, max_rows: int) -> str:
+    """ROWS items, as dlm-gen writes them, of at most `room` bytes together and at most
+    `max_rows` rows (a rendered script never holds more): long texts are written in
+    parenthesized pieces, as dlm_gen.literals writes them."""
+    piece = f'            "{"a long prose row " * 4}"\n'
     if kind == "one prose row":
-        piece = f'            "{"a long prose row " * 4}"\n'
         head = '    {\n        "kind": "text",\n        "adapter": None,\n        "line": 1,\n'
         head += '        "text": (\n'
         end = "        ),\n    },\n"
@@ -211,17 +213,13 @@ def script_rows(kind: str, room: int) -> str:
     if kind == "tiny rows":
         row = '    {{\n        "kind": "text",\n        "adapter": None,\n        "line": {0},\n'
         row += '        "text": "t{0}",\n    }},\n'
-    else:
-        row = '    {{\n        "kind": "instruction",\n        "adapter": None,\n'
-        row += '        "line": {0},\n        "question": "question {0} about the corpus?",\n'
-        row += (
-            '        "answer": "an answer of moderate length that fills the row {0}.",\n    }},\n'
-        )
-    rows, size = [], 0
-    while size + len(row.format(len(rows))) <= room:
-        rows.append(row.format(len(rows)))
-        size += len(rows[-1])
-    return "".join(rows)
+        return "".join(row.format(index) for index in range(max_rows))
+    head = '    {{\n        "kind": "instruction",\n        "adapter": None,\n'
+    head += '        "line": {0},\n        "question": "question {0} about the corpus?",\n'
+    head += '        "answer": (\n'
+    end = "        ),\n    },\n"
+    pieces = max(1, (room // max_rows - len(head) - len(end)) // len(piece))
+    return "".join(head.format(index) + piece * pieces + end for index in range(max_rows))
 
 
 def diff_check(caps: dict[str, int], size: int) -> None:
@@ -243,7 +241,7 @@ def diff_check(caps: dict[str, int], size: int) -> None:
         for kind in ("instruction rows", "tiny rows", "one prose row"):
             script = Path(directory) / f"train_{kind.replace(' ', '_')}.py"
             room = cap - len(head) - len(opening) - len(tail)
-            script.write_text(head + opening + script_rows(kind, room) + tail)
+            script.write_text(head + opening + script_rows(kind, room, caps["max_rows"]) + tail)
             seconds, rss = measured(
                 [sys.executable, "-m", "dlm_gen", "diff", str(script), str(script)]
             )

@@ -21,7 +21,6 @@ Exit 0 when nothing but the hash changed, 1 when the plan or the rows did,
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -36,6 +35,7 @@ from dlm_gen.errors import DlmError
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.gitrev import GitError, Repository, parse_revision, repository_path
 from dlm_gen.limits import limits
+from dlm_gen.readback import LiteralReader
 from dlm_gen.rules import RuleSet
 
 # The top-level literals a rendered script names, each at the start of a line.
@@ -253,10 +253,17 @@ def _script_side(label: str, data: bytes) -> Side:
     try:
         text = data.decode("utf-8")
         spans = _literal_spans(text)
-        entries = _literal(text, spans["ADAPTERS"])
-        script_hash = _literal(text, spans["SCRIPT_HASH"]) if "SCRIPT_HASH" in spans else None
-        requirements = _literal(text, spans["REQUIREMENTS"]) if "REQUIREMENTS" in spans else []
-        rows = [_digest(row) for row in _rows(text, spans["ROWS"])] if "ROWS" in spans else []
+        reader = LiteralReader(limits()["max_script_literal_tokens"])
+        entries = _literal(text, spans["ADAPTERS"], reader)
+        script_hash = (
+            _literal(text, spans["SCRIPT_HASH"], reader) if "SCRIPT_HASH" in spans else None
+        )
+        requirements = (
+            _literal(text, spans["REQUIREMENTS"], reader) if "REQUIREMENTS" in spans else []
+        )
+        rows = (
+            [_digest(row) for row in _rows(text, spans["ROWS"], reader)] if "ROWS" in spans else []
+        )
         comments = rule_comments(text[slice(*spans["ADAPTERS"])])
         adapters = {}
         for index, entry in enumerate(entries):
@@ -308,11 +315,11 @@ def _literal_spans(text: str) -> dict[str, tuple[int, int]]:
     return spans
 
 
-def _literal(text: str, span: tuple[int, int]) -> object:
-    return ast.literal_eval(text[span[0] : span[1]])
+def _literal(text: str, span: tuple[int, int], reader: LiteralReader) -> object:
+    return reader.read(text[span[0] : span[1]])
 
 
-def _rows(text: str, span: tuple[int, int]) -> Iterator[dict]:
+def _rows(text: str, span: tuple[int, int], reader: LiteralReader) -> Iterator[dict]:
     """The rows of ROWS, each parsed on its own: memory for one row, not for the file."""
     start, end = span
     if text[start:end] == "[]":
@@ -324,7 +331,7 @@ def _rows(text: str, span: tuple[int, int]) -> Iterator[dict]:
         close = text.find(_ROW_END, position, body_end + 1)
         if close < 0:
             raise _NotAScript("ROWS")
-        row = ast.literal_eval(text[position : close + len(_ROW_END) - 2])
+        row = reader.read(text[position : close + len(_ROW_END) - 2])
         if not isinstance(row, dict) or not isinstance(row.get("kind"), str):
             raise _NotAScript("ROWS")
         yield row

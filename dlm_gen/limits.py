@@ -25,6 +25,7 @@ LIMIT_FIELDS = (
     "max_rows",
     "max_adapters",
     "max_script_bytes",
+    "max_script_literal_tokens",
     "max_config_bytes",
     "max_run_json_bytes",
     "max_run_json_containers",

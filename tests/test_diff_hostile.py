@@ -446,3 +446,48 @@ def test_a_tree_naming_a_link_and_a_directory_alike_makes_nothing_outside(
     code, out, err = cli("diff", "HEAD:doc.dlm", "HEAD:doc.dlm")
     assert code == 2 and "lies under a symbolic link" in err, out + err
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("literal", "says"),
+    [
+        ("[\n" + "0," * (4 * 2**20) + "\n]", "not a script rendered by dlm-gen"),  # 8M tokens
+        ('[\n    {"name": None, "reason": "x", "plan": {"lr": 1e999}},\n]', "not a script"),
+        ('[\n    {"name": None, "reason": "x", "plan": {"lr": {1, 2}}},\n]', "not a script"),
+        ('[\n    {"name": None, "reason": "x", "plan": {"lr": b"x"}},\n]', "not a script"),
+        ('[\n    {"name": None, "reason": "x", "plan": {1: 2, "a": 3}},\n]', "not a script"),
+    ],
+)
+def test_a_hand_made_script_is_read_within_bounds_or_refused(tmp_path, literal, says):
+    """Found by a hostile tester: `0,0,...` in ADAPTERS took 2 GB at 4 MiB (the syntax
+    tree costs ~250 bytes a token); `1e999` printed Infinity in --json; a set, bytes or
+    a non-string key was a traceback. Now the tokens are counted against
+    max_script_literal_tokens first and only JSON-like values are read."""
+    from tests.fuzzing import assert_safe_outcome, run_cli
+
+    good = tmp_path / "train_good.py"
+    good.write_text('ADAPTERS = [\n    {"name": None, "reason": "x", "plan": {"lr": 1}},\n]\n')
+    bad = tmp_path / "train_bad.py"
+    bad.write_text(f"ADAPTERS = {literal}\n")
+    outcome = run_cli(["diff", good, bad, "--json"], tmp_path, memory_mb=700, timeout_s=60)
+    assert_safe_outcome(outcome, codes=(2,))
+    assert says in outcome.stderr.decode(), outcome.describe()
+    assert b"Infinity" not in outcome.stdout
+
+
+def test_the_literal_reader_refuses_past_its_budget_before_building_a_tree():
+    """The budget is spent while tokenizing, so a literal of millions of tokens is
+    refused in the memory of a few tokens, not the ~2 GB of its syntax tree."""
+    import tracemalloc
+
+    from dlm_gen.readback import LiteralReader, NotAPlanLiteral
+
+    tracemalloc.start()
+    with pytest.raises(NotAPlanLiteral, match="max_script_literal_tokens"):
+        LiteralReader(max_tokens=100_000).read("[" + "0," * (2 * 2**20) + "]")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, peak
+    assert LiteralReader(max_tokens=100).read('{"a": [1, 2.5, None, "x"]}') == {
+        "a": [1, 2.5, None, "x"]
+    }
