@@ -14,8 +14,13 @@ from pathlib import Path
 
 from dlm_gen.errors import RulesError
 
-# Files above this size are not tables written by people.
+# Files above this size are not tables written by people. These bound the reading of
+# the rule tables themselves, so they cannot be rows of a table: a rules directory
+# (DLM_GEN_RULES) of more tables, or more bytes, than any team writes is refused
+# before it is read (the shipped set is 27 tables and ~300 KB).
 MAX_TABLE_BYTES = 4 * 1024 * 1024
+MAX_TABLES = 256
+MAX_TABLES_BYTES = 32 * 1024 * 1024
 
 
 class InputFileError(Exception):
@@ -76,11 +81,37 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
-def read_table(file: Path) -> str:
+def read_tables(directory: Path, files: list[Path]) -> list[tuple[str, str]]:
+    """Every table's name and text: at most MAX_TABLES files and MAX_TABLES_BYTES bytes
+    together, or a RulesError naming the directory."""
+    if len(files) > MAX_TABLES:
+        raise RulesError(
+            f"{directory}: {len(files)} rule tables; a rules directory holds at most {MAX_TABLES}"
+        )
+    sizes = 0
+    for file in files:
+        try:
+            sizes += os.stat(file).st_size
+        except OSError:
+            continue  # read_table names it
+    if sizes > MAX_TABLES_BYTES:
+        raise RulesError(
+            f"{directory}: the rule tables add up to {sizes} bytes; a rules directory "
+            f"holds at most {MAX_TABLES_BYTES}"
+        )
+    texts, left = [], MAX_TABLES_BYTES
+    for file in files:  # bounded again as read: a table may grow meanwhile
+        text = read_table(file, left)
+        left -= len(text.encode("utf-8", "surrogatepass"))
+        texts.append((file.name, text))
+    return texts
+
+
+def read_table(file: Path, limit: int = MAX_TABLE_BYTES) -> str:
     """A table's text, or a RulesError naming the file (never a traceback)."""
     label = f"rules/{file.name}"
     try:
-        data = read_bounded(file, MAX_TABLE_BYTES)
+        data = read_bounded(file, min(limit, MAX_TABLE_BYTES))
     except InputFileError as exc:
         raise RulesError(f"{label}: {exc}") from None
     try:

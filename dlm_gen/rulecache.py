@@ -56,14 +56,18 @@ def cache_file(key: str) -> Path | None:
 
 def _cache_home() -> Path | None:
     """$XDG_CACHE_HOME, or ~/.cache. A relative XDG_CACHE_HOME is ignored, as the XDG
-    base directory spec says: it would put the cache in whatever the working directory is."""
+    base directory spec says: it would put the cache in whatever the working directory is;
+    so is a HOME that is empty, relative or the filesystem root."""
     configured = os.environ.get("XDG_CACHE_HOME", "")
     if os.path.isabs(configured):
         return Path(configured)
     try:
-        return Path.home() / ".cache"
+        home = Path.home()
     except RuntimeError:  # no home directory to be found: only costs speed
         return None
+    # HOME= (empty) or a relative HOME would put the cache at / or under the working
+    # directory: no cache then, which only costs speed.
+    return home / ".cache" if home.is_absolute() and str(home) != home.anchor else None
 
 
 def has_receipt(key: str) -> bool:

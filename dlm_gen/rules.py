@@ -18,7 +18,7 @@ from pathlib import Path
 from dlm_gen import conditions, rulecache, rulechecks, yamlsrc
 from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.facts import Domain, input_fact_domains
-from dlm_gen.files import read_table
+from dlm_gen.files import read_tables
 from dlm_gen.memory import PROVIDERS as MEMORY_PROVIDERS
 from dlm_gen.resources import data_dir
 
@@ -64,7 +64,7 @@ def _load_rules_at(directory: Path) -> RuleSet:
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise RulesError(f"{directory}: no rule tables (*.yaml) found")
-    texts = [(file.name, read_table(file)) for file in files]
+    texts = read_tables(directory, files)
     key = rulecache.cache_key(texts)
     if rulecache.has_receipt(key):
         try:

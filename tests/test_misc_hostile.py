@@ -17,7 +17,7 @@ import pytest
 from dlm_gen import rulecache, yamlsrc
 from dlm_gen import rules as rules_module
 from dlm_gen.document import load_document
-from dlm_gen.errors import DlmError
+from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.limits import limits
 from dlm_gen.plan import make_plans
 from dlm_gen.resources import data_dir
@@ -336,3 +336,35 @@ def test_the_shipped_caps_of_this_slice_are_documented_numbers():
     assert caps["max_run_json_bytes"] == 16 * 2**20
     assert caps["max_nodes"] == 4096 and caps["max_processes_per_node"] == 65536
     assert caps["max_plot_points"] == 2000
+
+
+@pytest.mark.parametrize("home", ["", "relhome", "/"])
+def test_an_empty_relative_or_root_home_means_no_receipt_cache(monkeypatch, home):
+    """Found by a hostile tester: HOME= put the receipt at /.cache/dlm-gen, and a
+    relative HOME under the working directory."""
+    monkeypatch.delenv("DLM_GEN_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", home)
+    assert rulecache.cache_file("0" * 64) is None
+
+
+def test_a_rules_directory_of_too_many_or_too_large_tables_is_refused_unread(tables, cli):
+    """Found by a hostile tester: 500 hard links to one 4 MiB table read 2 GB into
+    memory, then a MemoryError traceback; the caps bound the reading of the tables
+    themselves, so they live in dlm_gen/files.py, not in a table."""
+    from dlm_gen.files import MAX_TABLE_BYTES, MAX_TABLES, MAX_TABLES_BYTES
+
+    pad = tables / "zz_pad.yaml"
+    pad.write_text("# " + "x" * (MAX_TABLE_BYTES - 200) + "\n")
+    for index in range(MAX_TABLES_BYTES // MAX_TABLE_BYTES + 1):
+        (tables / f"zz_pad{index}.yaml").hardlink_to(pad)
+    with pytest.raises(RulesError, match=r"add up to \d+ bytes; a rules directory holds at most"):
+        fresh_load(tables)
+    for path in tables.glob("zz_pad*.yaml"):
+        path.unlink()
+    for index in range(MAX_TABLES + 1):
+        (tables / f"zz_{index}.yaml").write_text("kind: rules\n")
+    with pytest.raises(
+        RulesError, match=f"rule tables; a rules directory holds at most {MAX_TABLES}"
+    ):
+        fresh_load(tables)
