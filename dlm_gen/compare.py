@@ -522,7 +522,7 @@ def plot(a: Run, b: Run, path: Path, max_points: int) -> None:
     for run in (a, b):
         steps, losses = downsample(run.record.get("losses") or [], max_points)
         kind = run.record["plan"]["adapter"]
-        axes.plot(steps, losses, label=f"{kind} ({run.label})")
+        axes.plot(steps, losses, label=_plain_text(f"{kind} ({run.label})"))
     axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes.set_xlabel("step")
     axes.set_ylabel("training loss")
@@ -534,6 +534,15 @@ def plot(a: Run, b: Run, path: Path, max_points: int) -> None:
     figure.savefig(image, format="png")
     plt.close(figure)
     _write_whole(path, image.getvalue())
+
+
+def _plain_text(text: str) -> str:
+    """A label matplotlib shows as written: hidden characters escaped, and '$' escaped so
+    that a run's path or name is never parsed as mathtext (`r$\\foo{$` raised a parse
+    error from inside matplotlib)."""
+    from dlm_gen.literals import visible
+
+    return visible(text).replace("$", r"\$")
 
 
 def downsample(values: list[float], max_points: int) -> tuple[list[float], list[float]]:
@@ -554,7 +563,8 @@ def downsample(values: list[float], max_points: int) -> tuple[list[float], list[
 def _write_whole(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file beside it: a failure (a full
     disk, a directory at that name) leaves no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # --plot writes the one file it names, no directories
+        raise DlmError.one("--plot", None, None, f"no directory '{path.parent}' to write into")
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp"
     )

@@ -22,7 +22,9 @@ HOST_TARGET = "host"
 # `2x8xh100`: two nodes of the `8xh100` profile (`--nodes 2 --target 8xh100` says the same).
 # A profile's own name wins: `8xa100-80gb` is the one-node, 8-GPU profile, so eight nodes
 # of `a100-80gb` are written `8x(a100-80gb)`.
-_NODES_PREFIX = re.compile(r"^(?P<nodes>[1-9][0-9]*)x(?:\((?P<wrapped>.+)\)|(?P<profile>.+))$")
+_NODES_PREFIX = re.compile(
+    r"(?P<nodes>[1-9][0-9]*)x(?:\((?P<wrapped>.+)\)|(?P<profile>.+))", re.DOTALL
+)
 # How much of a target name a message quotes (a name is argv: up to 128 KiB).
 _SHOWN_CHARS = 64
 
@@ -58,7 +60,7 @@ def _split_nodes(name: str, rules: RuleSet) -> tuple[int, str] | None:
     """(nodes, profile name) for a `<N>x<profile>` name whose profile is known."""
     if name in rules.targets:
         return None
-    match = _NODES_PREFIX.match(name)
+    match = _NODES_PREFIX.fullmatch(name)
     profile = match and (match["wrapped"] or match["profile"])
     if profile and (profile in rules.targets or profile == HOST_TARGET):
         return _node_count(match["nodes"], name), profile

@@ -150,3 +150,18 @@ def test_an_oversized_run_json_names_its_cap(tmp_path, cli):
     run.write_bytes(b" " * (limits()["max_run_json_bytes"] + 1))
     code, _, err = cli("compare", run, run)
     assert code == 1 and "(rules/limits.yaml max_run_json_bytes)" in err
+
+
+def test_a_run_path_is_never_read_as_mathtext_and_plot_makes_no_directory(tmp_path, cli):
+    """Found by a hostile tester: a run directory named `r$\\foo{$` raised matplotlib's
+    mathtext parse error (a traceback); `--plot x/y/p.png` made the directories x and y."""
+    pytest.importorskip("matplotlib")
+    a = write_run(tmp_path / "r$\\foo{$", run_record("lora", 5.0, losses=[1.0, 0.9]))
+    b = write_run(tmp_path / "rb", run_record("dora", 5.0, losses=[1.0, 0.8]))
+    png = tmp_path / "curves.png"
+    code, _, err = cli("compare", a, b, "--plot", png)
+    assert code == 0, err
+    assert png.read_bytes().startswith(b"\x89PNG")
+    code, _, err = cli("compare", a, b, "--plot", tmp_path / "x" / "y" / "p.png")
+    assert code == 1 and "--plot: no directory" in err, err
+    assert not (tmp_path / "x").exists()

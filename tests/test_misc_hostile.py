@@ -368,3 +368,11 @@ def test_a_rules_directory_of_too_many_or_too_large_tables_is_refused_unread(tab
         RulesError, match=f"rule tables; a rules directory holds at most {MAX_TABLES}"
     ):
         fresh_load(tables)
+
+
+def test_a_target_with_a_trailing_line_break_is_not_read_as_another(tmp_path, cli):
+    """Found by a hostile tester: `$` matched before a final newline, so '2xcpu\\n' planned
+    two nodes of cpu."""
+    document = write_dlm(tmp_path, {"base_model": "smollm2-135m"})
+    code, _, err = cli("explain", document, "--target", "2xcpu\n")
+    assert code == 1 and "unknown target '2xcpu\\n'" in err, err
