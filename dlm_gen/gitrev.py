@@ -29,6 +29,7 @@ import os
 import posixpath
 import re
 import selectors
+import signal
 import subprocess
 import tempfile
 import time
@@ -186,6 +187,7 @@ class _Child:
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self.errors,
+                start_new_session=True,  # its own process group: killed with it below
             )
         except OSError as exc:  # no git on this machine
             self.errors.close()
@@ -276,8 +278,12 @@ class _Child:
             raise GitError(self.failure(f"git exited with status {code}"))
 
     def _stop(self) -> None:
+        """Kill git and anything it started (a git wrapper's children would outlive it)."""
         if self.process.poll() is None:
-            self.process.kill()
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except OSError:  # already gone
+                self.process.kill()
         self.process.wait()
 
     def close(self) -> None:

@@ -202,6 +202,8 @@ def test_git_runs_nothing_from_the_environment_or_the_repository(tmp_path, monke
         ("exec sleep 20", "git took longer than 1 s (rules/limits.yaml git_wall_seconds)"),
         ("exec yes", "git took longer than 1 s"),
         ("exec cat /dev/zero", "git wrote a record longer than any path"),
+        # a wrapper whose child outlives it unless its whole process group is killed
+        ("sleep 20 & echo $! > child.pid; wait", "git took longer than 1 s"),
     ],
 )
 def test_a_git_that_hangs_or_floods_is_stopped(tmp_path, monkeypatch, cli, lowered, program, says):
@@ -216,6 +218,19 @@ def test_a_git_that_hangs_or_floods_is_stopped(tmp_path, monkeypatch, cli, lower
     code, _, err = cli("diff", "HEAD:doc.dlm", "HEAD:doc.dlm")
     assert code == 2 and says in err, err
     assert time.monotonic() - started < 10
+    pid_file = tmp_path / "child.pid"
+    if pid_file.exists():  # the wrapper's child was killed with git
+        pid = int(pid_file.read_text())
+        time.sleep(0.2)
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), pid
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (Z: a zombie, already dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
 
 
 # --- class 8a: the old side reads its sources at its revision -------------------------
