@@ -71,6 +71,8 @@ OUTPUT_PLACES = [
     ("{nfd}", "fresh"),
     ("{done}", "done"),
     ("{crashed}", "crashed"),
+    ("{previous}", "both"),  # done, with its checkpoints kept
+    ("{halfsaved}", "fresh"),  # its last checkpoint holds nothing to resume from
     ("{notrun}", "foreign"),
     ("{readme_only}", "foreign"),
     ("{cwd}/..", "foreign"),
@@ -78,6 +80,12 @@ OUTPUT_PLACES = [
     ("~", "foreign"),
     ("/", "foreign"),
     (".", "fresh"),  # the working directory, empty
+    # A run's names, but not what a run makes there: links, a file for a directory.
+    ("{tmplinks}", "foreign"),
+    ("{cplink}", "foreign"),
+    ("{adapterfile}", "foreign"),
+    ("{innerlink}", "foreign"),
+    ("{readmelink}", "foreign"),
 ]
 OUTPUT_REFUSED = [
     "{file}",
@@ -88,6 +96,7 @@ OUTPUT_REFUSED = [
     "-rf",
     "--resume",
     "~no-such-user-dlm",
+    "{long}",  # what a run writes under it would pass the system's limit on a path
 ]
 
 
@@ -104,8 +113,10 @@ def output_dir() -> st.SearchStrategy[Pick]:
 
 
 def base_path() -> st.SearchStrategy[Pick]:
-    good = st.just(value("--base-path", "{model}", False))
-    bad = st.sampled_from(["{file}", "{fifo}", "{empty}", "{fresh}", "", "-x", "a\x1bb"])
+    good = st.sampled_from(["{model}", "{linkmodel}"]).map(lambda t: value("--base-path", t, False))
+    bad = st.sampled_from(
+        ["{file}", "{fifo}", "{empty}", "{fresh}", "", "-x", "a\x1bb", "{listmodel}", "{deep}"]
+    )
     return good | bad.map(lambda t: value("--base-path", t, True))
 
 
@@ -162,10 +173,10 @@ def verdict(picks: list[Pick]) -> tuple[bool, set[str]]:
     flags = {p.flag: p for p in picks}
     place = flags["--output-dir"].place if "--output-dir" in flags else "fresh"
     if "--prompt" in flags:
-        return place != "done", {"argument --prompt:"}
+        return place not in ("done", "both"), {"argument --prompt:"}
     if place == "foreign":
         return True, {"argument --output-dir:"}
-    if "--resume" in flags and place != "crashed":
+    if "--resume" in flags and place not in ("crashed", "both"):
         return True, {"argument --resume:"}
     return False, set()
 

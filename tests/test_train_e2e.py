@@ -209,6 +209,15 @@ def test_multi_adapter_trains_each_on_its_rows(tmp_path, tiny_model):
     assert (output_dir / "tone" / "adapter" / "adapter_model.safetensors").is_file()
     facts = adapter_tensors(output_dir / "facts" / "adapter")
     assert any("lora_magnitude_vector" in name for name in facts)
+    # What the run left is a run's (each NAME/ holds only what a run writes there, no
+    # link): trained into again, and answered from by each adapter.
+    [script] = (tmp_path / "generated").glob("train_*.py")
+    again = run(script, output_dir, "--max-steps", "1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not list(output_dir.glob("*/checkpoint-*"))
+    answered = run(script, output_dir, "--prompt", "fact one?")
+    assert answered.returncode == 0, answered.stderr[-3000:]
+    assert [line.split()[0] for line in answered.stdout.splitlines()] == ["[facts]", "[tone]"]
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model):
