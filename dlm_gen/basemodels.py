@@ -169,10 +169,20 @@ def safetensors_parameters(directory: Path, caps: Mapping[str, int] | None = Non
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         return None
-    total, header_bytes, tensors = 0, 0, 0
+    total, header_bytes, tensors, containers = 0, 0, 0, 0
     for file in files:
         raw = _read_safetensors_header(file, caps["max_safetensors_header_bytes"] - header_bytes)
         header_bytes += len(raw)
+        if _JSON_LIST_START.match(raw):
+            raise BaseModelError(file, None, "header is not a JSON object")
+        containers += json_containers(raw)
+        if containers > caps["max_safetensors_containers"]:
+            raise BaseModelError(
+                file,
+                None,
+                f"more than {caps['max_safetensors_containers']} objects and lists in the "
+                "folder's headers (rules/limits.yaml max_safetensors_containers)",
+            )
         for name, shape in _safetensors_shapes(file, raw):
             tensors += 1
             if tensors > caps["max_safetensors_tensors"]:
@@ -188,6 +198,20 @@ def safetensors_parameters(directory: Path, caps: Mapping[str, int] | None = Non
                     file, None, f"the headers add up to {_past_parameter_cap(caps)}"
                 )
     return total
+
+
+# JSON whitespace, then the '[' of a list: never a header or a tokenizer config, and
+# refused unparsed (a list of a million `{}` parses into 80 MB of objects).
+_JSON_LIST_START = re.compile(rb"[ \t\r\n]*\[")
+
+
+def json_containers(raw: bytes) -> int:
+    """The objects and lists a JSON text would build, counted before it is parsed.
+
+    An empty object costs Python ~64 bytes for 2-3 bytes of file, so a header or
+    tokenizer_config.json of `[{},{},...]` under its byte cap parsed into gigabytes.
+    Brackets inside strings are counted too: an over-count only refuses earlier."""
+    return raw.count(b"{") + raw.count(b"[")
 
 
 def _read_safetensors_header(file: Path, budget: int) -> bytes:
@@ -567,9 +591,17 @@ def _chat_template(directory: Path, limit: int) -> tuple[Path | None, str | None
     if not os.path.lexists(file):
         return None, None, None
     try:
-        config = json.loads(read_bounded(file, limit))
+        raw = read_bounded(file, limit)
     except InputFileError as exc:
         return file, None, f"not read: {exc}"
+    if _JSON_LIST_START.match(raw):
+        return file, None, "not read: not a JSON object"
+    cap = folder_caps()["max_tokenizer_config_containers"]
+    if json_containers(raw) > cap:
+        limit_name = "rules/limits.yaml max_tokenizer_config_containers"
+        return file, None, f"not read: more than {cap} objects and lists ({limit_name})"
+    try:
+        config = json.loads(raw)
     except RecursionError:
         return file, None, "not read: nested too deeply"
     except ValueError:  # also UnicodeDecodeError and over-long integers

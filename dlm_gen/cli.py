@@ -8,9 +8,11 @@ Nothing here imports torch, transformers, peft or trl.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
+from typing import IO, NoReturn
 
 from dlm_gen import __version__
 from dlm_gen.errors import DlmError, Problem, RulesError
@@ -34,8 +36,28 @@ def _add_target_options(command: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with what it prints escaped like all other output: a usage error quotes
+    the arguments as given (`unrecognized arguments: -\x1b]0;...`), and a file name is
+    input like any other. Subcommands' parsers are of this class too (argparse makes
+    them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        from dlm_gen.literals import one_line
+
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        from dlm_gen.literals import visible
+
+        if message:
+            with contextlib.suppress(AttributeError, OSError):  # as argparse: no stream
+                (file or sys.stderr).write("\n".join(map(visible, message.split("\n"))))
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dlm-gen",
         description="Turn a .dlm fine-tuning document into a reviewable training script.",
     )
@@ -249,6 +271,7 @@ def _render(args: argparse.Namespace) -> int:
     is reported with its location and the others are still written; exit 1 if any failed."""
     from pathlib import Path
 
+    from dlm_gen.literals import one_line
     from dlm_gen.pipeline import document_failure, plan_document
     from dlm_gen.render import write_atomically
     from dlm_gen.rules import load_rules
@@ -265,10 +288,11 @@ def _render(args: argparse.Namespace) -> int:
         except Exception as exc:  # one document's failure never stops the others
             problems.extend(document_failure(file, exc))
             continue
-        _say(path)
+        _say(one_line(str(path)))
         written.append(path)
     for older in remove_replaced(out, written):  # each document's previous script, same target
-        _say(f"removed {older.path} (an older render of {older.document})", file=sys.stderr)
+        removed = f"{one_line(str(older.path))} (an older render of {one_line(older.document)})"
+        _say(f"removed {removed}", file=sys.stderr)
     remove_stale_temporaries(out)
     if problems:
         _print_problems(problems)
@@ -289,7 +313,9 @@ def _check(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(problems)
         return 1
-    _say(f"{len(args.files)} document(s) in sync with {args.out}/")
+    from dlm_gen.literals import one_line
+
+    _say(f"{len(args.files)} document(s) in sync with {one_line(args.out)}/")
     return 0
 
 

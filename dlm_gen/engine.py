@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from dlm_gen import conditions
 from dlm_gen.basemodels import format_size
+from dlm_gen.literals import one_line
 from dlm_gen.memory import ESTIMATES
 from dlm_gen.rules import PLACEHOLDER, FactRef, Requirement, Rule, RuleSet
 
@@ -124,7 +125,7 @@ def fill(template: str, facts: Mapping[str, object]) -> str:
             return format_size(value if isinstance(value, (int, float)) else None)
         if match.group(2) == "gb":
             return f"{value:.1f} GB" if isinstance(value, (int, float)) else "unknown"
-        return show(value)
+        return one_line(show(value))  # a fact may hold input text (a path, a name)
 
     return PLACEHOLDER.sub(replace, template)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dlm_gen import conditions
 from dlm_gen.engine import show
+from dlm_gen.literals import one_line
 from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.rules import RuleSet
 
@@ -16,20 +17,23 @@ def reason_lines(plans: list[Plan]) -> list[str]:
 
 
 def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
-    """Each decision with the rule that made it, then warnings and requirements."""
+    """Each decision with the rule that made it, then warnings and requirements: one line
+    each, so every value from the input (a base path, a config's class name, a source
+    path) has its line breaks escaped where it is put in."""
     width = max((len(d.field) for d in plan.decisions), default=0)
+    base = plan.base
     lines = [
-        f"base: {plan.base.key} ({plan.base.source}, "
-        f"{plan.base.architecture or 'unknown architecture'}, "
-        f"{show(plan.base.params)} parameters"
-        + (f", from the {plan.base.config_from}" if plan.base.config_from else "")
+        f"base: {one_line(base.key)} ({base.source}, "
+        f"{one_line(base.architecture or 'unknown architecture')}, "
+        f"{show(base.params)} parameters"
+        + (f", from the {one_line(base.config_from)}" if base.config_from else "")
         + f"); target: {plan.target}",
         "decisions:",
     ]
     explained: set[str] = set()
     for decision in plan.decisions:
         lines.append(
-            f"  {decision.field:<{width}} = {show(decision.value)}  "
+            f"  {decision.field:<{width}} = {one_line(show(decision.value))}  "
             f"<- {decision.rule} ({decision.source})"
         )
         if decision.rule not in explained:

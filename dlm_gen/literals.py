@@ -11,8 +11,12 @@ string, start a statement or reach a Jinja tag.
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
+from bisect import bisect_right
+from collections import Counter
+from itertools import accumulate
 
 INDENT = "    "
 LINE_LENGTH = 100  # the project's ruff line length, which the script must pass
@@ -84,34 +88,41 @@ def _string(text: str, indent: int, used: int) -> str:
 
 def _pieces(text: str, width: int) -> list[str]:
     """Cut `text` into pieces whose literals fit `width`: after a newline, else after a
-    space, else anywhere (never inside an escape: a piece is escaped on its own)."""
+    space, else anywhere (never inside an escape: a piece is escaped on its own).
+
+    Greedy, one piece at a time: the character that would overflow the piece (double
+    quotes: the costlier escaping, so safe) ends it after its last space, or right
+    there, and is the new piece's first character whatever it costs. The escaped
+    lengths of a piece's characters are summed at C speed (a Python step a character
+    took ~10 s for a script at max_script_bytes)."""
+    cost_of = {char: len(_escaped(char, '"')) for char in set(text)}.__getitem__
     pieces: list[str] = []
-    current: list[str] = []
-    size = 2  # the quotes
-    last_space = -1
-    for char in text:
-        cost = len(_escape(char, '"'))  # double quotes: the costlier escaping, so safe
-        if current and size + cost > width:
-            cut = last_space + 1 if last_space >= 0 else len(current)
-            pieces.append("".join(current[:cut]))
-            current = current[cut:]
-            size = 2 + sum(len(_escape(c, '"')) for c in current)
-            last_space = -1
-        current.append(char)
-        size += cost
-        if char == " ":
-            last_space = len(current) - 1
-        elif char == "\n":
-            pieces.append("".join(current))
-            current, size, last_space = [], 2, -1
-    if current:
-        pieces.append("".join(current))
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        segment = line + "\n" if index < len(lines) - 1 else line  # a newline ends a piece
+        start, first_check, end = 0, 1, len(segment)
+        while start < end:
+            # Each character costs 1 or more: the piece ends within width + 2 characters.
+            sizes = list(accumulate(map(cost_of, segment[start : start + width + 2])))
+            stop = start + bisect_right(sizes, width - 2, first_check - start)
+            if stop >= end:
+                pieces.append(segment[start:])
+                break
+            space = segment.rfind(" ", start, stop)
+            cut = space + 1 if space >= 0 else stop
+            pieces.append(segment[start:cut])
+            start, first_check = cut, stop + 1  # the overflowing character is kept
     return pieces
 
 
 def string_literal(text: str) -> str:
     quote = "'" if text.count('"') > text.count("'") else '"'
-    return quote + "".join(_escape(char, quote) for char in text) + quote
+    table = {}
+    for char in set(text):  # each distinct character escaped once, the text translated in C
+        escaped = _escaped(char, quote)
+        if escaped != char:
+            table[ord(char)] = escaped
+    return quote + (text.translate(table) if table else text) + quote
 
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -136,6 +147,47 @@ def visible(text: str) -> str:
     if all(" " <= char <= "~" for char in text):
         return text
     return "".join((_NAMED.get(char) or _code(char)) if is_hidden(char) else char for char in text)
+
+
+def escaped_size(text: str) -> int:
+    """The UTF-8 bytes of `text`'s characters as a literal writes them, each hidden
+    character (and backslash, line break, tab) as its escape; quotes and the layout of
+    long strings aside, so never more than `python_literal` writes for it.
+
+    Linear at C speed: the characters that cost more than their own bytes are found
+    among the distinct ones, and only those are counted, so a renderer can refuse a
+    script past its size cap before building it (16 MiB of control characters would
+    render to ~74 MB first)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    extra = {
+        char: len(_NAMED.get(char) or _code(char)) - len(char.encode("utf-8", "surrogatepass"))
+        for char in set(text)
+        if char in _NAMED or is_hidden(char)
+    }
+    if len(extra) <= _COUNTED_ONE_BY_ONE:
+        return size + sum(text.count(char) * more for char, more in extra.items())
+    counts = Counter(text)
+    return size + sum(counts[char] * more for char, more in extra.items())
+
+
+# Characters whose escapes are remembered (a performance knob: any size, same output).
+_ESCAPES_CACHED = 65536
+# Up to this many distinct escaped characters are counted with one str.count each;
+# beyond, one Counter pass (the sum is the same, only the time differs).
+_COUNTED_ONE_BY_ONE = 16
+
+
+def one_line(text: str) -> str:
+    """Input text put inside a line of output: its own line breaks escaped, so that it
+    can never start a line of its own (a forged `error:` or plan line). Everything
+    else hidden is escaped by `visible` where the line is printed."""
+    return text.replace("\n", "\\n").replace("\r", "\\r")
+
+
+@functools.lru_cache(maxsize=_ESCAPES_CACHED)
+def _escaped(char: str, quote: str) -> str:
+    """`_escape`, remembered: a text repeats few distinct characters."""
+    return _escape(char, quote)
 
 
 def _escape(char: str, quote: str) -> str:

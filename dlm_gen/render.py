@@ -32,6 +32,7 @@ from dlm_gen.literals import (
     LINE_LENGTH,
     assignment,
     commented_dict,
+    escaped_size,
     python_literal,
     visible,
 )
@@ -68,6 +69,12 @@ def render_plans(
     """
     template_text = (data_dir("templates") / TEMPLATE).read_text(encoding="utf-8")
     context = _context(document, plans, rules, Path(out_dir))
+    cap = limits()["max_script_bytes"]
+    least = sum(
+        escaped_size(v) for row in context["rows"] for v in row.values() if isinstance(v, str)
+    )
+    if least > cap:  # refused before the script (and its hash's JSON) is built in memory
+        raise _too_large(document, f"at least {least}", cap)
     inputs = {
         "dlm_gen": __version__,
         "template": hashlib.sha256(template_text.encode("utf-8")).hexdigest(),
@@ -80,15 +87,9 @@ def render_plans(
     text = _compiled(template_text).render(
         **context, version=__version__, script_hash=script_hash, script_name=name, launch=launch
     )
-    size, cap = len(text.encode("utf-8")), limits()["max_script_bytes"]
+    size = len(text.encode("utf-8"))
     if size > cap:
-        raise DlmError.one(
-            document.path,
-            None,
-            None,
-            f"the rendered script would be {size} bytes; the limit is {cap} "
-            "(rules/limits.yaml max_script_bytes): split the corpus into several documents",
-        )
+        raise _too_large(document, str(size), cap)
     sbatch = sbatch_text(
         plans[0].fields,
         script_hash,
@@ -97,6 +98,16 @@ def render_plans(
         int(context["target"]["gpu_count"]) if context["target"]["backend"] == "cuda" else 0,
     )
     return Rendered(name, script_hash, text, sbatch)
+
+
+def _too_large(document: Document, size: str, cap: int) -> DlmError:
+    return DlmError.one(
+        document.path,
+        None,
+        None,
+        f"the rendered script would be {size} bytes; the limit is {cap} "
+        "(rules/limits.yaml max_script_bytes): split the corpus into several documents",
+    )
 
 
 def inputs_hash(inputs: dict[str, object]) -> str:

@@ -22,10 +22,14 @@ Inputs are bounded: globs are matched by an automaton in time linear in
 (pattern x name), never by a backtracking regular expression, and their
 length and number are capped (rules/limits.yaml max_glob_chars,
 max_globs_per_source); the files seen under all directives together are
-capped (max_source_files_walked). File names are kept as the OS gives them
-(undecodable bytes as surrogate escapes, exact in the script's literals).
-The render's output directory is never read as a source: a script that
-embedded the previous script would never match `dlm-gen check`.
+capped (max_source_files_walked), and so is the work of matching them
+(max_glob_work: 64 long patterns against 12,000 files under 3,700-character
+paths took 45 s; the automaton now remembers its moves and the states along
+the previous path, and what is left is counted). File names are kept as the
+OS gives them (undecodable bytes as surrogate escapes, exact in the script's
+literals). The render's output directory is never read as a source, nor a
+file linked into it: a script that embedded the previous script would never
+match `dlm-gen check`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from dlm_gen.errors import Problem
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.globs import GlobError, GlobSet, compile_glob, parse_glob
 from dlm_gen.limits import limits
+from dlm_gen.literals import one_line
 from dlm_gen.schema_blocks import SourceDirective
 
 BINARY_PROBE_BYTES = 1024  # grep's heuristic: a NUL byte in the first KiB
@@ -83,6 +88,8 @@ class SourceReport:
     # The render's output directory relative to the directive's root, when the directive
     # covers it: never read ('..'-prefixed when the whole directive lies inside it).
     output_dir: str | None = None
+    # Links to files in the output directory that the directive's patterns chose: not read.
+    output_links: int = 0
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -94,6 +101,8 @@ class SourceReport:
         }
         if self.output_dir is not None:  # only then: other documents keep their hash
             data["output_dir_not_read"] = self.output_dir
+        if self.output_links:
+            data["output_links_not_read"] = self.output_links
         return data
 
     def describe(self) -> str:
@@ -102,18 +111,22 @@ class SourceReport:
         skipped = ", ".join(f"{n} {SKIP_REASONS[r]}" for r, n in self.skipped.items() if n)
         files = "file" if len(self.files) == 1 else "files"
         return (
-            f"{self.path}: {len(self.files)} {files}, {total} bytes"
+            f"{one_line(self.path)}: {len(self.files)} {files}, {total} bytes"
             + (f" (skipped: {skipped})" if skipped else "")
             + self._output_note()
         )
 
     def _output_note(self) -> str:
         """What the directive left out because it is the render's output directory."""
+        links = ""
+        if self.output_links:
+            plural = "link" if self.output_links == 1 else "links"
+            links = f"; {self.output_links} {plural} into the output directory not read"
         if self.output_dir is None:
-            return ""
+            return links
         if _within_output(self.output_dir):
             return "; it lies in the output directory, which is never read"
-        return f"; output directory {self.output_dir} not read"
+        return f"; output directory {one_line(self.output_dir)} not read" + links
 
 
 class _Refused(Exception):
@@ -127,11 +140,13 @@ class _Refused(Exception):
 
 @dataclass
 class _Budget:
-    """What the directives may still use, all together: bytes of text and files seen."""
+    """What the directives may still use, all together: bytes of text, files seen and
+    glob matching work (dlm_gen/globs.py's units)."""
 
     text_bytes: int
     files_walked: int
     max_walked: int
+    glob_work: int = 0
 
 
 def expand_sources(
@@ -148,7 +163,7 @@ def expand_sources(
     seen under all the directives together. Nothing under `output_dir` is read."""
     document_dir = Path(document_path).parent
     output = Path(output_dir) if output_dir is not None else None
-    remaining = _Budget(budget, max_walked, max_walked)
+    remaining = _Budget(budget, max_walked, max_walked, limits()["max_glob_work"])
     reports: list[SourceReport] = []
     problems: list[Problem] = []
     for index, directive in enumerate(directives):
@@ -204,11 +219,12 @@ def _expand(
     else:
         _count_walked(budget, 1, written)
         candidates = [(root.name, root)]
-    chosen = [
-        (relpath, path)
-        for relpath, path in candidates
-        if not excluded.matches(relpath) and included.matches(relpath)
-    ]
+    chosen = _chosen(candidates, excluded, included, budget, written)
+    if output is not None and is_dir:
+        into_output = _links_into(output, chosen)
+        chosen = [item for item in chosen if item[1] not in into_output]
+    else:
+        into_output = set()
     for relpath, _ in chosen:
         if _is_dlm_config(relpath):
             raise _Refused(
@@ -232,7 +248,50 @@ def _expand(
             data, text = kept
             budget.text_bytes -= len(data)
             files.append(SourceFile(relpath, hashlib.sha256(data).hexdigest(), len(data), text))
-    return SourceReport(written, line, tuple(files), skipped, output_rel)
+    return SourceReport(written, line, tuple(files), skipped, output_rel, len(into_output))
+
+
+def _links_into(output: Path, chosen: list[tuple[str, Path]]) -> set[Path]:
+    """The chosen files that are links to a path in the output directory. The walk never
+    enters the output directory or follows a link to a directory, so only a file's own
+    name can lead there. Decided from the paths alone, as `_output_relative` is (a link
+    to a script not written yet is one too), so that render and check read alike."""
+    try:
+        out = output.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return set()
+    found = set()
+    for _, path in chosen:
+        try:
+            if path.is_symlink() and path.resolve().is_relative_to(out):
+                found.add(path)
+        except (OSError, RuntimeError, ValueError):  # a loop of links: unreadable, later
+            continue
+    return found
+
+
+def _chosen(
+    candidates: list[tuple[str, Path]],
+    excluded: GlobSet,
+    included: GlobSet,
+    budget: _Budget,
+    written: str,
+) -> list[tuple[str, Path]]:
+    """The candidates `included` matches and `excluded` does not, their matching work
+    spent from the budget: a directive that goes past it is refused."""
+    chosen = []
+    for relpath, path in candidates:
+        if not excluded.matches(relpath) and included.matches(relpath):
+            chosen.append((relpath, path))
+        if excluded.work + included.work > budget.glob_work:
+            raise _Refused(
+                f"matching the include and exclude patterns against the files under "
+                f"'{written}' goes past the work all directives may spend on it "
+                "(rules/limits.yaml max_glob_work): use fewer or shorter patterns, or "
+                "point the directive at a smaller directory"
+            )
+    budget.glob_work -= excluded.work + included.work
+    return chosen
 
 
 def _is_dlm_config(relpath: str) -> bool:

@@ -6,7 +6,10 @@ composes the node tree itself and builds plain values from it, so that it can:
 
 * refuse duplicate keys and non-string keys, naming both lines;
 * stop after a fixed budget of nodes (an alias bomb fails in milliseconds),
-  and refuse an alias inside the value it names (`x: &a [*a]`);
+  and refuse an alias inside the value it names (`x: &a [*a]`). The values are
+  counted in PyYAML's events before its composer builds a node of them, so a
+  16 MiB `x: [a,a,...]` is refused after the budget's worth of events, not
+  after a node tree of gigabytes;
 * refuse numbers no plan can use: infinities, NaN (`.inf`, `1e309`) and
   integers too long for Python to read;
 * return, with the value, a map from each key path to the line it is on;
@@ -84,12 +87,60 @@ class SourcedYaml:
         return self.lines.get((), self.first_line)
 
 
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_END_EVENTS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _too_large(budget: int) -> str:
+    return (
+        "YAML is too large or expands an alias bomb "
+        f"(more than {budget} values after expanding aliases)"
+    )
+
+
+def _count_values(text: str, file: str, line_offset: int, budget: int) -> None:
+    """Refuse, from the parser's events alone, YAML of more values than `budget`.
+
+    Counts what `_Builder.build` would count before aliases expand: the root, each
+    list item and each mapping value (not the keys); an alias costs nothing here
+    and is counted as it expands. Each event is dropped once counted, so memory
+    stays flat whatever the text holds."""
+    events = _Loader(text)
+    try:
+        left = budget
+        # Per open collection: None for a list, else whether a mapping's next node is a key.
+        open_collections: list[bool | None] = []
+        while events.check_event():
+            event = events.get_event()
+            if isinstance(event, _END_EVENTS):
+                open_collections.pop()
+                continue
+            if not isinstance(event, (*_NODE_EVENTS, yaml.AliasEvent)):
+                continue
+            is_key = False
+            if open_collections and open_collections[-1] is not None:
+                is_key = open_collections[-1]
+                open_collections[-1] = not is_key
+            if isinstance(event, yaml.SequenceStartEvent):
+                open_collections.append(None)
+            elif isinstance(event, yaml.MappingStartEvent):
+                open_collections.append(True)
+            if is_key or isinstance(event, yaml.AliasEvent):
+                continue
+            left -= 1
+            if left < 0:
+                line = event.start_mark.line + 1 + line_offset
+                raise DlmError.one(file, line, None, _too_large(budget))
+    finally:
+        events.dispose()
+
+
 class _Builder:
     def __init__(self, loader: _Loader, file: str, line_offset: int, budget: int) -> None:
         self.loader = loader
         self.file = file
         self.line_offset = line_offset
-        self.budget = budget
+        self.budget = self.initial_budget = budget
         self.lines: dict[Path, int] = {}
         self.open_nodes: set[int] = set()  # collections being built: an alias to one loops
 
@@ -99,13 +150,7 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path) -> object:
         self.budget -= 1
         if self.budget < 0:
-            raise DlmError.one(
-                self.file,
-                self.line(node),
-                None,
-                "YAML is too large or expands an alias bomb "
-                f"(more than {DEFAULT_NODE_BUDGET} values after expanding aliases)",
-            )
+            raise DlmError.one(self.file, self.line(node), None, _too_large(self.initial_budget))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in PLAIN_TAGS:
             raise DlmError.one(
                 self.file,
@@ -271,6 +316,7 @@ def load(text: str, file: str, line_offset: int = 0, budget: int = DEFAULT_NODE_
     loader = _Loader(text)
     try:
         try:
+            _count_values(text, file, line_offset, budget)
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark

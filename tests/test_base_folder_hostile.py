@@ -241,7 +241,8 @@ def one_tensor(shape: object) -> dict:
             safetensors(None, raw=b'{"w": {"shape": [1]}, "w": {"shape": [2]}}'),
             "header names 'w' twice",
         ),
-        (safetensors(None, raw=b"[" * 100_000), "header is nested too deeply"),
+        (safetensors(None, raw=b"[" * 100_000), "header is not a JSON object"),
+        (safetensors(None, raw=b'{"a":' + b"[" * 100_000), "header is nested too deeply"),
         (safetensors(None, raw=b"\xff\xfe"), "header is not valid JSON"),
     ],
 )

@@ -28,15 +28,21 @@ def write_named(directory: Path, name: bytes, frontmatter: dict | None = None, b
 
 
 def constants(script: Path) -> dict[str, object]:
-    """The script's top-level literal assignments."""
+    """The script's top-level literal assignments (a list of functions is no literal)."""
     module = ast.parse(script.read_text(encoding="utf-8"))
-    return {
-        node.targets[0].id: ast.literal_eval(node.value)
-        for node in module.body
-        if isinstance(node, ast.Assign)
-        and isinstance(node.targets[0], ast.Name)
-        and isinstance(node.value, (ast.Constant, ast.List, ast.Dict, ast.Tuple))
-    }
+    found = {}
+    for node in module.body:
+        if not (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, (ast.Constant, ast.List, ast.Dict, ast.Tuple))
+        ):
+            continue
+        try:
+            found[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError:
+            continue
+    return found
 
 
 def test_a_source_file_whose_name_is_not_utf8_renders_and_checks(tmp_path):
