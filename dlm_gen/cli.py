@@ -38,7 +38,7 @@ def _add_target_options(command: argparse.ArgumentParser) -> None:
 
 class _Parser(argparse.ArgumentParser):
     """argparse with what it prints escaped like all other output: a usage error quotes
-    the arguments as given (`unrecognized arguments: -\x1b]0;...`), and a file name is
+    the arguments as given (`unrecognized arguments: -\\x1b]0;...`), and a file name is
     input like any other. Subcommands' parsers are of this class too (argparse makes
     them of the parent's class)."""
 
