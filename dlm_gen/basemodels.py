@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlm_gen.files import read_at_most
+
 HUB_PREFIX = "hf:"
 # The Hub's repository id grammar (huggingface_hub's validate_repo_id), ASCII
 # only: each part starts and ends with a letter, digit or underscore, holds
@@ -232,7 +234,7 @@ def _read_safetensors_header(file: Path, budget: int) -> bytes:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise BaseModelError(file, None, _not_regular(file))
-        prefix = _read_exactly(descriptor, 8)
+        prefix = read_at_most(descriptor, 8)
         if len(prefix) < 8:
             raise BaseModelError(file, None, "shorter than a safetensors header (8 bytes)")
         (length,) = struct.unpack("<Q", prefix)
@@ -249,7 +251,7 @@ def _read_safetensors_header(file: Path, budget: int) -> bytes:
                 None,
                 f"header of {length} bytes is longer than the file ({info.st_size} bytes)",
             )
-        raw = _read_exactly(descriptor, length)
+        raw = read_at_most(descriptor, length)
     except OSError as exc:
         raise BaseModelError(file, None, f"cannot read: {exc.strerror or exc}") from None
     finally:
@@ -263,18 +265,6 @@ def _not_regular(file: Path) -> str:
     if file.is_dir():
         return "is a directory, expected a safetensors file"
     return "not a regular file (a device, FIFO or socket): expected a safetensors file"
-
-
-def _read_exactly(descriptor: int, count: int) -> bytes:
-    """Up to `count` bytes (fewer only at the end of the file)."""
-    chunks, remaining = [], count
-    while remaining > 0:
-        chunk = os.read(descriptor, min(remaining, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 def _safetensors_shapes(file: Path, raw: bytes) -> list[tuple[str, list[int]]]:

@@ -47,21 +47,26 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     try:
         info = os.fstat(descriptor)
         _check_kind(info.st_mode, info.st_size, limit)
-        chunks, remaining = [], limit + 1
-        while remaining > 0:
-            chunk = os.read(descriptor, min(remaining, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
+        data = read_at_most(descriptor, limit + 1)
     except OSError as exc:
         raise InputFileError(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(descriptor)
-    data = b"".join(chunks)
     if len(data) > limit:
         raise InputFileError(f"file grew past the limit of {limit} bytes while it was read")
     return data
+
+
+def read_at_most(descriptor: int, count: int) -> bytes:
+    """Up to `count` bytes of an open file, in pieces of 1 MiB (fewer only at its end)."""
+    chunks, remaining = [], count
+    while remaining > 0:
+        chunk = os.read(descriptor, min(remaining, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
 
 
 def _check_kind(mode: int, size: int, limit: int) -> None:

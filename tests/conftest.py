@@ -234,3 +234,29 @@ def _defined_name(node) -> str | None:
     if isinstance(node, ast.Assign) and len(node.targets) == 1:
         return getattr(node.targets[0], "id", None)
     return getattr(node, "name", None)
+
+
+@pytest.fixture
+def caps(tmp_path, monkeypatch):
+    """DLM_GEN_RULES at a copy of the tables; `caps(NAME, VALUE)` sets one limit of its
+    rules/limits.yaml (the name must be there)."""
+    import shutil
+
+    from dlm_gen.limits import _limits
+    from dlm_gen.resources import data_dir
+
+    tables = tmp_path / "rules"
+    shutil.copytree(data_dir("rules"), tables)
+    monkeypatch.setenv("DLM_GEN_RULES", str(tables))
+
+    def set_cap(name: str, value: object) -> None:
+        table = tables / "limits.yaml"
+        lines = table.read_text().splitlines()
+        assert any(line.strip().startswith(f"{name}:") for line in lines), name
+        lines = [
+            f"  {name}: {value}" if line.strip().startswith(f"{name}:") else line for line in lines
+        ]
+        table.write_text("\n".join(lines) + "\n")
+        _limits.cache_clear()  # the caps are read once per process and directory
+
+    return set_cap

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import tracemalloc
 from pathlib import Path
@@ -20,9 +19,7 @@ from pathlib import Path
 import pytest
 
 from dlm_gen import chat
-from dlm_gen.limits import _limits
 from dlm_gen.memory import estimate
-from dlm_gen.resources import data_dir
 from dlm_gen.rules import load_rules
 from tests.conftest import TINY_LLAMA_CONFIG
 from tests.fuzzing import assert_safe_outcome, run_cli
@@ -273,26 +270,6 @@ def test_the_totals_of_all_headers_are_bounded(tmp_path, cli):
     # Half of it is a plausible (unknown-family) base: 5.5e12 parameters.
     (tmp_path / "model" / "model-00002.safetensors").unlink()
     assert cli("explain", document, "--target", "h100")[0] == 0
-
-
-@pytest.fixture
-def caps(tmp_path, monkeypatch):
-    """DLM_GEN_RULES at a copy of the tables whose limits a test can lower."""
-    tables = tmp_path / "rules"
-    shutil.copytree(data_dir("rules"), tables)
-    monkeypatch.setenv("DLM_GEN_RULES", str(tables))
-
-    def set_cap(name: str, value: int) -> None:
-        table = tables / "limits.yaml"
-        lines = table.read_text().splitlines()
-        assert any(line.strip().startswith(f"{name}:") for line in lines), name
-        lines = [
-            f"  {name}: {value}" if line.strip().startswith(f"{name}:") else line for line in lines
-        ]
-        table.write_text("\n".join(lines) + "\n")
-        _limits.cache_clear()  # the caps are read once per process and directory
-
-    return set_cap
 
 
 def test_tensor_count_and_header_bytes_are_capped_across_files(tmp_path, cli, caps):

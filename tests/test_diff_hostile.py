@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from dlm_gen.resources import data_dir
 from tests.conftest import EXAMPLES, TINY_LLAMA_CONFIG, dlm_text, rendered_script
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
@@ -59,25 +58,6 @@ def in_repo(tmp_path, monkeypatch):
         return repo
 
     return make
-
-
-@pytest.fixture
-def lowered(tmp_path, monkeypatch):
-    """Point DLM_GEN_RULES at a copy of the tables with one cap set to a test's value."""
-
-    def lower(name: str, value: int) -> None:
-        tables = tmp_path / "rules"
-        if not tables.exists():
-            shutil.copytree(data_dir("rules"), tables)
-        table = tables / "limits.yaml"
-        lines = [
-            f"  {name}: {value}" if line.strip().startswith(f"{name}:") else line
-            for line in table.read_text().splitlines()
-        ]
-        table.write_text("\n".join(lines) + "\n")
-        monkeypatch.setenv("DLM_GEN_RULES", str(tables))
-
-    return lower
 
 
 def files_under(directory: Path) -> set[str]:
@@ -152,9 +132,9 @@ def test_a_directory_a_link_a_missing_file_and_a_fifo_are_refused_plainly(in_rep
     assert code == 2 and "not a regular file" in err
 
 
-def test_a_blob_over_the_cap_is_refused_unread(in_repo, cli, lowered):
+def test_a_blob_over_the_cap_is_refused_unread(in_repo, cli, caps):
     in_repo({"big.py": "x = 1\n" * 2000, "doc.dlm": dlm_text({"base_model": "smollm2-135m"})})
-    lowered("max_script_bytes", 5000)
+    caps("max_script_bytes", 5000)
     code, _, err = cli("diff", "HEAD:big.py", "doc.dlm")
     assert code == 2
     assert "'big.py' is 12000 bytes at HEAD; the limit is 5000 bytes" in err
@@ -206,12 +186,12 @@ def test_git_runs_nothing_from_the_environment_or_the_repository(tmp_path, monke
         ("sleep 20 & echo $! > child.pid; wait", "git took longer than 1 s"),
     ],
 )
-def test_a_git_that_hangs_or_floods_is_stopped(tmp_path, monkeypatch, cli, lowered, program, says):
+def test_a_git_that_hangs_or_floods_is_stopped(tmp_path, monkeypatch, cli, caps, program, says):
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "git").write_text(f"#!/bin/sh\n{program}\n")
     (fake / "git").chmod(0o755)
-    lowered("git_wall_seconds", 1)
+    caps("git_wall_seconds", 1)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
     started = time.monotonic()
@@ -302,10 +282,10 @@ def test_sources_outside_the_repository_cannot_be_read_at_a_revision(in_repo, cl
     assert f"training.sources '{path}' lies outside the repository" in err
 
 
-def test_sources_over_the_caps_at_a_revision_are_refused_plainly(in_repo, cli, lowered):
+def test_sources_over_the_caps_at_a_revision_are_refused_plainly(in_repo, cli, caps):
     files = {f"notes/{i}.md": f"note {i}\n" for i in range(5)}
     in_repo({**files, "doc.dlm": dlm_text(SOURCES_DOC)})
-    lowered("max_source_files_walked", 3)
+    caps("max_source_files_walked", 3)
     code, _, err = cli("diff", "HEAD:doc.dlm", "HEAD:doc.dlm")
     assert code == 2 and "max_source_files_walked" in err, err
 

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from dlm_gen.basemodels import SHAPE_KEYS
 from tests.conftest import TINY_LLAMA_CONFIG
 from tests.fuzzing import assert_safe_outcome, run_cli
 
@@ -34,17 +35,7 @@ FILES = ("config.json", "model.safetensors", "tokenizer_config.json", "chat_temp
 SPECIAL = ("fifo", "directory", "dev-zero", "dangling")
 
 NASTY_CONFIG_VALUES = [2**24, 2**24 + 1, 2**31, 0, -1, 10**30, True, 1.5, "64", None, [64], {}]
-CONFIG_KEYS = [
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "vocab_size",
-    "num_local_experts",
-    "model_type",
-]
+CONFIG_KEYS = [*SHAPE_KEYS, "num_local_experts", "model_type"]
 CONFIG_CHANGES = st.dictionaries(
     st.sampled_from(CONFIG_KEYS),
     st.sampled_from(NASTY_CONFIG_VALUES) | st.integers(1, 2**24) | st.just("mamba"),

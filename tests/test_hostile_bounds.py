@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -28,32 +27,9 @@ from dlm_gen import basemodels, globs, literals, render, yamlsrc
 from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError
 from dlm_gen.globs import GlobError, GlobSet, compile_glob
-from dlm_gen.limits import _limits
-from dlm_gen.resources import data_dir
 from dlm_gen.scripts import parse_header, remove_replaced
 from tests.conftest import TINY_LLAMA_CONFIG, write_dlm
 from tests.test_sources import document_with, tree
-
-
-@pytest.fixture
-def caps(tmp_path, monkeypatch):
-    """DLM_GEN_RULES at a copy of the tables whose limits a test can lower."""
-    tables = tmp_path / "rules"
-    shutil.copytree(data_dir("rules"), tables)
-    monkeypatch.setenv("DLM_GEN_RULES", str(tables))
-
-    def set_cap(name: str, value: int) -> None:
-        table = tables / "limits.yaml"
-        lines = table.read_text().splitlines()
-        assert any(line.strip().startswith(f"{name}:") for line in lines), name
-        lines = [
-            f"  {name}: {value}" if line.strip().startswith(f"{name}:") else line for line in lines
-        ]
-        table.write_text("\n".join(lines) + "\n")
-        _limits.cache_clear()
-
-    return set_cap
-
 
 # --- YAML: the node budget holds before PyYAML composes ------------------------------------
 

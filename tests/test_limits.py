@@ -2,30 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from dlm_gen.resources import data_dir
 from tests.conftest import dlm_text
-
-
-@pytest.fixture
-def caps(tmp_path, monkeypatch):
-    """Point DLM_GEN_RULES at a copy of the tables whose limits a test can lower."""
-    tables = tmp_path / "rules"
-    shutil.copytree(data_dir("rules"), tables)
-    monkeypatch.setenv("DLM_GEN_RULES", str(tables))
-
-    def set_cap(name: str, value: object) -> None:
-        table = tables / "limits.yaml"
-        lines = [
-            f"  {name}: {value}" if line.strip().startswith(f"{name}:") else line
-            for line in table.read_text().splitlines()
-        ]
-        table.write_text("\n".join(lines) + "\n")
-
-    return set_cap
 
 
 def rows_body(count: int) -> str:
