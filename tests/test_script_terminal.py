@@ -544,19 +544,21 @@ def script_text(tmp_path_factory) -> str:
     return rendered_script(write_dlm(directory, {"base_model": "smollm2-135m"}))
 
 
+# The script's escaping function and what it is built from.
+ESCAPING_NAMES = (
+    "visible",
+    "is_hidden",
+    "escaped",
+    "HIDDEN_CATEGORIES",
+    "BLANK_GLYPHS",
+    "NAMED_ESCAPES",
+)
+
+
 @pytest.fixture(scope="module")
 def escaping(script_text) -> dict[str, object]:
     """The script's own escaping code, defined once for the properties below."""
-    return script_definitions(
-        script_text,
-        "EscapedConsole",
-        "visible",
-        "is_hidden",
-        "escaped",
-        "HIDDEN_CATEGORIES",
-        "BLANK_GLYPHS",
-        "NAMED_ESCAPES",
-    )
+    return script_definitions(script_text, "EscapedConsole", *ESCAPING_NAMES)
 
 
 @settings(max_examples=200, deadline=None)
@@ -646,12 +648,7 @@ def file_code(script_text) -> dict[str, object]:
         "reason",
         "say",
         "fail",
-        "visible",
-        "is_hidden",
-        "escaped",
-        "HIDDEN_CATEGORIES",
-        "BLANK_GLYPHS",
-        "NAMED_ESCAPES",
+        *ESCAPING_NAMES,
     )
 
 
