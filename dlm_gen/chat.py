@@ -4,8 +4,9 @@ Some templates (SmolLM2's among them) add their own system turn when a
 conversation has none, so a document without `system_prompt` still trains
 under one. Planning shows it before the run: the template of a local base is
 rendered here twice: with a marked system turn, to learn how a system turn is
-wrapped, and without one, to find what the template puts in its place. The
-generated script does the same with the real tokenizer and records what it found.
+wrapped, and without one, to find what the template puts in its place; both
+renders are read by the runtime's own `system_prompt_between`, which the
+generated script runs on the real tokenizer (recording what it found).
 
 A template is input, not code dlm-gen trusts, and Jinja does work while it
 compiles (it folds constant expressions such as `"x"|center(10**9)`), where no
@@ -27,8 +28,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-SYSTEM_MARK = "SYSTEM-MARK"
-USER_MARK = "USER-MARK"
+from dlm_gen.runtime.chat import SYSTEM_MARK, USER_MARK, system_prompt_between
+
 # Inside the child, these turn the commonest hostile patterns into a quick answer
 # instead of a run to the CPU bound; the resource limits are what hold.
 MAX_RENDERED_CHARS = 65_536
@@ -142,23 +143,6 @@ def _verdict_of(output: bytes) -> Verdict:
     if isinstance(marked, str) and isinstance(plain, str):
         return Verdict(system_prompt_between(marked, plain))
     return Verdict(None)  # the template does not render a conversation: it says nothing
-
-
-def system_prompt_between(marked: str, plain: str) -> str | None:
-    """What the template puts where a system turn goes when the conversation has none:
-    `plain` before the user turn, less the wrapping `marked` shows around a system turn."""
-    if SYSTEM_MARK not in marked or USER_MARK not in marked or USER_MARK not in plain:
-        return None
-    opening = marked[: marked.index(SYSTEM_MARK)]
-    closing = marked[marked.index(SYSTEM_MARK) + len(SYSTEM_MARK) : marked.index(USER_MARK)]
-    before_user = plain[: plain.index(USER_MARK)]
-    if (
-        before_user.startswith(opening)
-        and before_user.endswith(closing)
-        and len(before_user) > len(opening) + len(closing)
-    ):
-        return before_user[len(opening) : len(before_user) - len(closing)]
-    return None
 
 
 # --- the child: runs as `python -I chat.py CPU_SECONDS MEMORY_MB` -------------------------

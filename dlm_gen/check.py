@@ -13,12 +13,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dlm_gen import __version__
 from dlm_gen.errors import Problem
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.limits import limits
 from dlm_gen.pipeline import document_failure, plan_document
 from dlm_gen.render import Rendered
-from dlm_gen.scripts import parse_header, scripts_of
+from dlm_gen.runtime_text import END_LINE, runtime_marker, runtime_text
+from dlm_gen.scripts import ScriptHeader, parse_header, scripts_of
+
+
+def _older_runtime(headers: list[ScriptHeader]) -> str:
+    """', with another runtime (...)' when an older script carries a runtime other than the
+    installed package's: the render would change the code below its marker too."""
+    installed = runtime_text().sha256
+    for header in headers:
+        try:
+            text = read_bounded(header.path, limits()["max_script_bytes"]).decode("utf-8")
+        except (InputFileError, UnicodeDecodeError):
+            continue
+        marker = runtime_marker(text)
+        if marker is None:
+            return ", with no runtime marker (a script from before dlm-gen's runtime package)"
+        if marker[1] != installed:
+            return (
+                f", with dlm-gen {marker[0]}'s runtime (sha256 {marker[1][:12]}; installed: "
+                f"{__version__}, {installed[:12]})"
+            )
+    return ""
 
 
 def check_document(
@@ -58,12 +80,52 @@ def _compare_file(path: Path, expected: str, file: str, hint: str) -> list[Probl
     ]
 
 
+def _compare_script(path: Path, expected: str, file: str, hint: str) -> list[Problem]:
+    """The script for today's hash against its text: none, or where it was edited."""
+    try:
+        on_disk = read_bounded(path, limits()["max_script_bytes"])
+    except InputFileError as exc:
+        return [Problem(str(path), None, None, f"cannot be checked: {exc}")]
+    if on_disk == expected.encode("utf-8"):
+        return []
+    line, where = first_edit(expected, on_disk.decode("utf-8", "replace"))
+    return [
+        Problem(
+            str(path), line, None, f"hand-edited {where}: differs from what {file} renders; {hint}"
+        )
+    ]
+
+
+def first_edit(expected: str, on_disk: str) -> tuple[int, str]:
+    """The first line where a script differs from its render, and the part it is in: the
+    runtime (named by its module: a change belongs in the package), main, or the plan,
+    data and header (a change belongs in the document or the rule tables)."""
+    wanted, found = expected.split("\n"), on_disk.split("\n")
+    number = next(
+        (i for i, (a, b) in enumerate(zip(wanted, found, strict=False)) if a != b),
+        min(len(wanted), len(found)),
+    )
+    runtime = runtime_text()
+    part = "in the plan, the header or the data (edits belong in the document or the rule tables)"
+    marker = wanted.index(runtime.marker) if runtime.marker in wanted else None
+    end = wanted.index(END_LINE) if END_LINE in wanted else None
+    main = next((i for i, text in enumerate(wanted) if text.startswith("def main(")), None)
+    if marker is not None and end is not None and marker < number < end:
+        module = runtime.module_at(number - marker - 3)
+        part = (
+            f"inside the runtime ({module}, dlm-gen {__version__}'s, sha256 "
+            f"{runtime.sha256[:12]}): the runtime belongs to the package, not the script"
+        )
+    elif main is not None and marker is not None and main <= number < marker:
+        part = f"in main() (dlm_gen/runtime/main.py, dlm-gen {__version__}'s)"
+    return number + 1, f"at line {number + 1}, {part}"
+
+
 def _compare_with_disk(file: str, out: Path, rendered: Rendered, target_name: str) -> list[Problem]:
     path = out / rendered.name
     render_hint = f"run `dlm-gen render {file} --target {target_name}`"
     if path.exists():
-        edits = " (edits belong in the document or the rule tables)"
-        return _compare_file(path, rendered.text, file, render_hint + edits)
+        return _compare_script(path, rendered.text, file, render_hint)
     header = parse_header(rendered.text, path)
     older = scripts_of(out, header.document) if header else []
     target = header.target if header else target_name
@@ -72,8 +134,8 @@ def _compare_with_disk(file: str, out: Path, rendered: Rendered, target_name: st
         names = ", ".join(h.path.name for h in same_target)
         message = (
             f"stale: {names} was rendered from an older {file} (or older training.sources "
-            f"files, rules, templates or dlm-gen); today it renders {rendered.name}: "
-            f"{render_hint}"
+            f"files, rules, templates or dlm-gen){_older_runtime(same_target)}; today it "
+            f"renders {rendered.name}: {render_hint}"
         )
     elif older:
         described = "; ".join(f"{h.path.name} for {h.target}" for h in older)

@@ -371,6 +371,7 @@ def _diff(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from dlm_gen import doctor
     from dlm_gen.rules import load_rules
+    from dlm_gen.runtime.preflight import installed_versions
 
     rules = load_rules()
     host = doctor.detect_host(rules.targets)
@@ -378,7 +379,7 @@ def _doctor(args: argparse.Namespace) -> int:
     report: dict[str, object] = {
         "profile": profile,
         "host": host,
-        "versions": doctor.installed_versions(doctor.required_packages(rules)),
+        "versions": installed_versions(doctor.required_packages(rules)),
     }
     if profile is None:
         report["new_profile_yaml"] = doctor.new_profile_yaml(host)

@@ -31,16 +31,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlm_gen import __version__
 from dlm_gen.errors import DlmError
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.gitrev import GitError, Repository, parse_revision, repository_path
 from dlm_gen.limits import limits
 from dlm_gen.readback import LiteralReader
 from dlm_gen.rules import RuleSet
+from dlm_gen.runtime_text import runtime_marker, runtime_text
 
 # The top-level literals a rendered script names, each at the start of a line.
-_LITERALS = ("SCRIPT_HASH", "ADAPTERS", "REQUIREMENTS", "ROWS")
-_ASSIGNMENT = re.compile(r"^(SCRIPT_HASH|ADAPTERS|REQUIREMENTS|ROWS) = ", re.MULTILINE)
+_LITERALS = ("SCRIPT_HASH", "PLAN", "ADAPTERS", "REQUIREMENTS", "ROWS")
+_ASSIGNMENT = re.compile(r"^(SCRIPT_HASH|PLAN|ADAPTERS|REQUIREMENTS|ROWS) = ", re.MULTILINE)
 _CLOSING = {"[": "]", "{": "}", "(": ")"}
 _ROW_END = "\n    },\n"  # a row of ROWS ends at its closing brace, indented one level
 
@@ -75,6 +77,7 @@ class Side:
     adapters: dict[str, AdapterSide]  # adapter name ("" for a one-adapter document)
     requirements: list[str]
     rows: list[RowDigest] = field(default_factory=list)
+    runtime: tuple[str, str] | None = None  # (dlm-gen version, runtime SHA-256)
 
 
 def load_side(given: str, rules: RuleSet, target: str | None, processes: int | None) -> Side:
@@ -225,6 +228,7 @@ def _document_side(
         adapters,
         list(requirements_of(plans)),
         [_digest(row) for row in script_rows(document)],
+        (__version__, runtime_text().sha256),
     )
 
 
@@ -264,13 +268,16 @@ def _script_side(label: str, data: bytes) -> Side:
         rows = (
             [_digest(row) for row in _rows(text, spans["ROWS"], reader)] if "ROWS" in spans else []
         )
-        comments = rule_comments(text[slice(*spans["ADAPTERS"])])
+        # PLAN: what every adapter shares (scripts from before it hold whole plans).
+        shared = _literal(text, spans["PLAN"], reader) if "PLAN" in spans else {}
+        shared_rules = rule_comments(text[slice(*spans["PLAN"])], 4) if "PLAN" in spans else [{}]
+        comments = rule_comments(text[slice(*spans["ADAPTERS"])], 12)
         adapters = {}
         for index, entry in enumerate(entries):
-            rules = entry.get("decided_by") or (comments[index] if index < len(comments) else {})
+            own = entry.get("decided_by") or (comments[index] if index < len(comments) else {})
             adapters[entry.get("name") or ""] = AdapterSide(
-                fields=dict(entry["plan"]),
-                rules=dict(rules),
+                fields={**shared, **entry["plan"]},
+                rules={**shared_rules[0], **own},
                 warnings=warning_tokens(str(entry.get("reason", ""))),
                 refusals={},
             )
@@ -288,7 +295,9 @@ def _script_side(label: str, data: bytes) -> Side:
         raise DlmError.one(
             label, None, None, "not a script rendered by dlm-gen (no readable ADAPTERS literal)"
         ) from None
-    return Side(label, "script", script_hash, adapters, list(requirements), rows)
+    return Side(
+        label, "script", script_hash, adapters, list(requirements), rows, runtime_marker(text)
+    )
 
 
 def _literal_spans(text: str) -> dict[str, tuple[int, int]]:
@@ -354,22 +363,23 @@ def warning_tokens(reason: str) -> list[str]:
     ]
 
 
-def rule_comments(script: str) -> list[dict[str, str]]:
-    """Per adapter of a rendered script, each plan field's trailing `# rule-id` comment."""
-    adapters: list[dict[str, str]] = []
+def rule_comments(literal: str, indent: int) -> list[dict[str, str]]:
+    """Each plan field's trailing `# rule-id` comment in a rendered plan literal: PLAN's
+    items are indented 4 (one dict), ADAPTERS' 12 (`"plan": {` opens each adapter's)."""
+    plans: list[dict[str, str]] = [{}] if indent == 4 else []
     key = None
-    item_indent = " " * 12  # ADAPTERS = [ { "plan": { <items> } } ]
-    for line in script.split("\n"):
-        if line == '        "plan": {':
-            adapters.append({})
+    item_indent = " " * indent
+    for line in literal.split("\n"):
+        if indent == 12 and line in ('        "plan": {', '        "plan": {},'):
+            plans.append({})
             continue
-        if not adapters or not line.startswith(item_indent) or line[12:13] == " ":
+        if not plans or not line.startswith(item_indent) or line[indent : indent + 1] == " ":
             continue
-        if line[12:13] == '"':
+        if line[indent : indent + 1] == '"':
             key = line.strip().split('"')[1]
         if ",  # " in line and key is not None:
-            adapters[-1][key] = line.rsplit(",  # ", 1)[1].strip()
-    return adapters
+            plans[-1][key] = line.rsplit(",  # ", 1)[1].strip()
+    return plans
 
 
 @dataclass
@@ -383,6 +393,11 @@ class Difference:
     requirements_added: list[str] = field(default_factory=list)
     requirements_removed: list[str] = field(default_factory=list)
     rows: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def runtime_changed(self) -> bool:
+        """Whether the sides carry different runtimes (code, not plan: exit 0 alone)."""
+        return self.old.runtime != self.new.runtime
 
     @property
     def changed(self) -> bool:
@@ -508,11 +523,34 @@ def to_json(difference: Difference) -> dict:
             "hash": difference.new.hash,
         },
         "changed": difference.changed,
+        "runtime": {
+            "changed": difference.runtime_changed,
+            "old": _runtime_json(difference.old.runtime),
+            "new": _runtime_json(difference.new.runtime),
+        },
         "adapters": difference.adapters,
         "requirements_added": difference.requirements_added,
         "requirements_removed": difference.requirements_removed,
         "rows": difference.rows,
     }
+
+
+def _runtime_json(runtime: tuple[str, str] | None) -> dict[str, str] | None:
+    return None if runtime is None else {"dlm_gen": runtime[0], "sha256": runtime[1]}
+
+
+def runtime_line(difference: Difference) -> str | None:
+    """One line for a runtime change (the code below the script's marker), never the
+    code itself: `runtime: dlm-gen 0.1.0 (sha256 3f2a91c0d4e5) -> ...`."""
+    if not difference.runtime_changed:
+        return None
+
+    def named(runtime: tuple[str, str] | None) -> str:
+        if runtime is None:
+            return "none (no runtime marker)"
+        return f"dlm-gen {runtime[0]} (sha256 {runtime[1][:12]})"
+
+    return f"runtime: {named(difference.old.runtime)} -> {named(difference.new.runtime)}"
 
 
 def _show(value: object) -> str:
@@ -531,6 +569,9 @@ def format_text(difference: Difference) -> str:
         f"--- {old.label} ({old.hash or 'no script'})",
         f"+++ {new.label} ({new.hash or 'no script'})",
     ]
+    runtime = runtime_line(difference)
+    if runtime:
+        lines.append(runtime)
     if not difference.changed:
         lines.append(
             "the plan and the rows are the same"
@@ -596,6 +637,9 @@ def format_markdown(difference: Difference) -> str:
         f"`{_md(new.label)}` ({new.hash or 'no script'})",
         "",
     ]
+    runtime = runtime_line(difference)
+    if runtime:
+        out += [f"- {_md(runtime)}", ""]
     if not difference.changed:
         out.append(
             "No change to the plan or the rows"

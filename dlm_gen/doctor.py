@@ -9,9 +9,9 @@ same detection; such a script is not reproducible across machines.
 from __future__ import annotations
 
 import re
-from importlib import metadata
 
 from dlm_gen.errors import DlmError
+from dlm_gen.runtime.preflight import installed_versions
 
 MEMORY_TOLERANCE = 0.10  # a profile's memory may differ this much from what CUDA reports
 
@@ -119,16 +119,6 @@ def required_packages(rules) -> list[str]:
     )
 
 
-def installed_versions(names: list[str]) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def requirement_status(requirements: tuple[str, ...]) -> list[dict[str, object]]:
     """Each PEP 508 requirement with the installed version and whether it is met."""
     from packaging.requirements import Requirement
@@ -136,10 +126,7 @@ def requirement_status(requirements: tuple[str, ...]) -> list[dict[str, object]]
     status = []
     for text in requirements:
         requirement = Requirement(text)
-        try:
-            installed = metadata.version(requirement.name)
-        except metadata.PackageNotFoundError:
-            installed = None
+        installed = installed_versions([requirement.name])[requirement.name]
         met = installed is not None and requirement.specifier.contains(installed, prereleases=True)
         status.append({"requirement": text, "installed": installed, "met": met})
     return status

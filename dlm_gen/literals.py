@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import functools
 import math
-import unicodedata
 from bisect import bisect_right
 from collections import Counter
 from itertools import accumulate
+
+from dlm_gen.runtime.console import escaped, is_hidden, visible
 
 INDENT = "    "
 LINE_LENGTH = 100  # the project's ruff line length, which the script must pass
@@ -127,27 +128,6 @@ def string_literal(text: str) -> str:
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-# Categories a reviewer cannot see, or that draw onto their neighbour: controls,
-# format characters (bidi, zero-width), unassigned and private code points,
-# line/paragraph separators, every combining mark, and spaces other than ' '.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs", "Mn", "Mc", "Me"})
-# Letters and symbols that render as blank space (Hangul fillers, braille blank, ...).
-_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e\u17b4\u17b5\u2061\u2062")
-
-
-def is_hidden(char: str) -> bool:
-    """Whether a reviewer could miss `char` on screen, or mistake what it does."""
-    if " " <= char <= "~":  # printable ASCII, the common case
-        return False
-    return unicodedata.category(char) in _HIDDEN_CATEGORIES or char in _BLANK_GLYPHS
-
-
-def visible(text: str) -> str:
-    """`text` with every hidden character written as an escape (for terminals, comments)."""
-    if all(" " <= char <= "~" for char in text):
-        return text
-    return "".join((_NAMED.get(char) or _code(char)) if is_hidden(char) else char for char in text)
-
 
 def escaped_size(text: str) -> int:
     """The UTF-8 bytes of `text`'s characters as a literal writes them, each hidden
@@ -160,7 +140,7 @@ def escaped_size(text: str) -> int:
     render to ~74 MB first)."""
     size = len(text.encode("utf-8", "surrogatepass"))
     extra = {
-        char: len(_NAMED.get(char) or _code(char)) - len(char.encode("utf-8", "surrogatepass"))
+        char: len(_NAMED.get(char) or escaped(char)) - len(char.encode("utf-8", "surrogatepass"))
         for char in set(text)
         if char in _NAMED or is_hidden(char)
     }
@@ -197,13 +177,4 @@ def _escape(char: str, quote: str) -> str:
         return "\\" + char
     if not is_hidden(char):
         return char
-    return _code(char)
-
-
-def _code(char: str) -> str:
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+    return escaped(char)

@@ -89,15 +89,71 @@ def galore_8bit_needs_cuda() -> tuple[str, str]:
     return FAILS, "one GaLoreAdamW8bit step ran on the CPU"
 
 
-def hf_warmup_starts_at_zero() -> tuple[str, str]:
-    import torch
-    from transformers import get_scheduler
+def first_step_learns() -> tuple[str, str]:
+    """The HF schedule's first step is at LR 0, and the runtime's shift of it (through
+    the Trainer's public create_optimizer_and_scheduler) starts at lr / warmup_steps."""
+    from transformers import Trainer, TrainingArguments
 
-    weight = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([weight], lr=1.0)
-    get_scheduler("linear", optimizer, num_warmup_steps=2, num_training_steps=10)
-    first = optimizer.param_groups[0]["lr"]
-    return (HOLDS if first == 0 else FAILS), f"the first step's LR with 2 warm-up steps: {first}"
+    from dlm_gen.runtime.sft import with_planned_schedule
+
+    with tempfile.TemporaryDirectory() as directory:
+        arguments = TrainingArguments(
+            output_dir=directory,
+            learning_rate=1.0,
+            warmup_steps=2,
+            lr_scheduler_type="linear",
+            use_cpu=True,
+            report_to=[],
+        )
+        first = {}
+        for shifted in (False, True):
+            trainer_class = with_planned_schedule(Trainer, {"first_step_learns": shifted})
+            trainer = trainer_class(model=_tiny_llama(), args=arguments)
+            trainer.create_optimizer_and_scheduler(num_training_steps=10)
+            first[shifted] = trainer.optimizer.param_groups[0]["lr"]
+    holds = first[False] == 0 and abs(first[True] - 0.5) < 1e-9
+    return (HOLDS if holds else FAILS), (
+        f"the first step's LR with 2 warm-up steps: {first[False]} (HF), {first[True]} "
+        "(one step ahead, via Trainer.create_scheduler)"
+    )
+
+
+def dpo_prepare_dataset(trainer_class=None) -> tuple[str, str]:
+    """TRL's DPOTrainer prepares its datasets through _prepare_dataset, which the runtime
+    overrides to keep the triples it tokenized itself: the rows must arrive unchanged."""
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+    from trl import DPOConfig
+
+    from dlm_gen.runtime.preference import preference_trainer_class
+
+    trainer_class = trainer_class or preference_trainer_class
+    vocabulary = {f"t{i}": i for i in range(256)}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocabulary, unk_token="t0")),
+        eos_token="t1",
+        pad_token="t2",
+    )
+    row = {"prompt_ids": [5, 6, 7], "chosen_ids": [8, 1], "rejected_ids": [9, 10, 1]}
+    plan = {"preference_trainer": "DPOTrainer", "first_step_learns": False}
+    with tempfile.TemporaryDirectory() as directory:
+        arguments = DPOConfig(
+            output_dir=directory, use_cpu=True, report_to=[], max_length=32, beta=0.1
+        )
+        try:
+            trainer = trainer_class(plan)(
+                model=_tiny_llama(),
+                ref_model=_tiny_llama(),
+                args=arguments,
+                train_dataset=Dataset.from_list([row]),
+                processing_class=tokenizer,
+            )
+        except Exception as exc:  # TRL prepared the rows itself, and could not
+            return FAILS, f"DPOTrainer re-prepared the tokenized triple: {type(exc).__name__}"
+        seen = dict(trainer.train_dataset[0])
+    kept = {key: seen.get(key) for key in row} == row
+    return (HOLDS if kept else FAILS), f"the tokenized triple after DPOTrainer's init: {seen}"
 
 
 def _tiny_llama():
@@ -252,9 +308,16 @@ PROBES = {
             cpu_kernels_repeat,
         ),
         Probe(
-            "hf-warmup-starts-at-zero",
-            "the HF schedules run the first warm-up step at LR 0 (the script shifts them)",
-            hf_warmup_starts_at_zero,
+            "first-step-learns",
+            "the HF schedules run the first warm-up step at LR 0, and the runtime shifts them "
+            "one step ahead through the Trainer's public create_scheduler",
+            first_step_learns,
+        ),
+        Probe(
+            "dpo-prepare-dataset",
+            "TRL's DPOTrainer prepares its datasets only through _prepare_dataset (private), "
+            "which the runtime overrides to train the triples it tokenized like the SFT rows",
+            dpo_prepare_dataset,
         ),
         Probe(
             "cpu-4bit-repack-breaks-dora",

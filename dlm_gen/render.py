@@ -39,6 +39,8 @@ from dlm_gen.literals import (
 from dlm_gen.plan import Plan, requirements_of
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import RuleSet
+from dlm_gen.runtime.rows import embedded_rows_digest
+from dlm_gen.runtime_text import END_LINE, runtime_text
 from dlm_gen.split import script_rows
 
 TEMPLATE = "train.py.j2"
@@ -75,9 +77,11 @@ def render_plans(
     )
     if least > cap:  # refused before the script (and its hash's JSON) is built in memory
         raise _too_large(document, f"at least {least}", cap)
+    runtime = runtime_text()
     inputs = {
         "dlm_gen": __version__,
         "template": hashlib.sha256(template_text.encode("utf-8")).hexdigest(),
+        "runtime": runtime.sha256,
         "rules": rules.version,
         **context,
     }
@@ -85,7 +89,13 @@ def render_plans(
     name = f"train_{script_hash}.py"
     launch = launch_command(plans[0].fields, script_hash)  # dist-*: the same for every adapter
     text = _compiled(template_text).render(
-        **context, version=__version__, script_hash=script_hash, script_name=name, launch=launch
+        **context,
+        version=__version__,
+        script_hash=script_hash,
+        script_name=name,
+        launch=launch,
+        runtime=runtime,
+        runtime_end=END_LINE,
     )
     size = len(text.encode("utf-8"))
     if size > cap:
@@ -172,7 +182,6 @@ def _context(
             "revision": base.revision,
             "architecture": base.architecture,
             "params": base.params,
-            "decoder_layer": base.decoder_layer,
         },
         "system_prompt": document.frontmatter.system_prompt,
         "export": document.frontmatter.export.model_dump(),
@@ -197,7 +206,8 @@ def _context(
             }
             for plan in plans
         ],
-        "adapters_source": adapters_source(plans),
+        "plan_source": plan_source(plans),
+        "data": data_manifest(rows, document),
         "rows": rows,
     }
 
@@ -209,7 +219,7 @@ def _processes(count: object) -> str:
 # Every flag the script takes, for the header's launch line.
 LAUNCH_FLAGS = (
     "[--output-dir DIR] [--max-steps N] [--resume] [--save-steps N] [--keep-checkpoints] "
-    "[--base-path DIR] [--base-dir DIR] [--prompt TEXT]"
+    "[--base-path DIR] [--base-dir DIR] [--prompt TEXT] [--report-to NAME[,NAME]]"
 )
 HEADER_LABEL_WIDTH = 16  # "# Warning:      ": the values of the header start in one column
 
@@ -260,22 +270,54 @@ def header_field(label: str, text: object, width: int) -> str:
     ).rstrip()
 
 
-def adapters_source(plans: list[Plan]) -> str:
-    """`ADAPTERS = [...]`: per adapter its name, reason line and plan, one line per field,
-    each commented with the rule that decided it (what `explain` names)."""
+def plan_source(plans: list[Plan]) -> str:
+    """`PLAN = {...}` and `ADAPTERS = [...]`: the decisions every adapter shares (the same
+    value by the same rule), then per adapter its name, reason line and own decisions,
+    each field on its line commented with the rule that decided it (what `explain`
+    names). One adapter's plan is all PLAN; a second one repeats only what differs."""
+    decided = [{d.field: d.rule for d in plan.decisions} for plan in plans]
+    first = plans[0].fields
+    shared = {
+        key: value
+        for key, value in first.items()
+        if all(
+            key in plan.fields
+            and _same(plan.fields[key], value)
+            and rules.get(key) == decided[0].get(key)
+            for plan, rules in zip(plans, decided, strict=True)
+        )
+    }
     entries = []
     inner = INDENT * 2
-    for plan in plans:
-        decided_by = {decision.field: decision.rule for decision in plan.decisions}
+    for plan, rules in zip(plans, decided, strict=True):
+        own = {key: value for key, value in plan.fields.items() if key not in shared}
         reason = python_literal(plan.reason(), 2, used=len('"reason": ,'))
         entries.append(
             f"{INDENT}{{\n"
             f'{inner}"name": {python_literal(plan.adapter_name)},\n'
             f'{inner}"reason": {reason},\n'
-            f'{inner}"plan": {commented_dict(dict(plan.fields), decided_by, 2)},\n'
+            f'{inner}"plan": {commented_dict(own, rules, 2)},\n'
             f"{INDENT}}},\n"
         )
-    return "ADAPTERS = [\n" + "".join(entries) + "]"
+    return (
+        f"PLAN = {commented_dict(shared, decided[0], 0)}\nADAPTERS = [\n" + "".join(entries) + "]"
+    )
+
+
+def _same(first: object, second: object) -> bool:
+    """Equal as the script's literals would be (True is not 1 there)."""
+    return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def data_manifest(rows: list[dict[str, object]], document: Document) -> dict[str, object]:
+    """DATA: what the run trains on, by kind, and the digest of the embedded rows (the
+    script checks it before training)."""
+    kinds = ("text", "instruction", "preference")
+    return {
+        "rows": {kind: sum(1 for row in rows if row["kind"] == kind) for kind in kinds},
+        "rows_sha256": embedded_rows_digest(rows),
+        "source_files": sum(len(report.files) for report in document.sources),
+    }
 
 
 @functools.lru_cache(maxsize=4)

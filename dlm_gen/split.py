@@ -5,17 +5,16 @@ seed and each row's own text, so adding a section never reshuffles the
 others. The same split is computed here, so that `explain`, the script's
 header and `run.json` show the same counts: a reader sees, before training,
 that a 3-row document evaluates on its training rows, or which share of a
-corpus is held out. The template's `row_key` and `split_rows` are the same
-functions (tests/test_split.py runs both on the same rows).
+corpus is held out. The split is the runtime's own `split_rows`
+(dlm_gen/runtime/rows.py), the very function the script runs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 from dlm_gen.document import Document, InstructionRow, PreferenceRow, TextRow
+from dlm_gen.runtime.rows import split_rows
 
 
 def script_rows(document: Document) -> list[dict[str, object]]:
@@ -50,29 +49,6 @@ def script_rows(document: Document) -> list[dict[str, object]]:
                 }
             )
     return rows
-
-
-def row_key(row: dict, seed: int) -> float:
-    """A number in [0, 1) from the seed and the row's own text only."""
-    fields = [seed, row["kind"], row.get("text"), row.get("question"), row.get("answer")]
-    if row["kind"] == "preference":
-        fields += [row["prompt"], row["chosen"], row["rejected"]]
-    content = json.dumps(fields)
-    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
-    return int(digest[:15], 16) / 16**15
-
-
-def split_rows(rows: list[dict], seed: int, eval_fraction: float) -> tuple[list, list]:
-    """(training rows, held-out rows): a fraction of 0 holds none out; a positive
-    fraction too small for the rows still holds out one (the lowest key) of two or more."""
-    if eval_fraction <= 0:
-        return list(rows), []
-    keyed = sorted(rows, key=lambda row: row_key(row, seed))
-    held_out = [row for row in keyed if row_key(row, seed) < eval_fraction]
-    if not held_out and len(rows) >= 2:
-        held_out = keyed[:1]
-    train = [row for row in rows if row not in held_out]
-    return train, held_out
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -125,6 +126,7 @@ def import_script(path: Path):
 
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -162,20 +164,31 @@ def run_dlm_gen(
 
 
 def plan_comments(script: str) -> list[dict[str, str]]:
-    """Per adapter of a rendered script, each plan field's trailing rule comment."""
-    adapters: list[dict[str, str]] = []
-    key = None
-    for line in script.split("\n"):
-        if line == '        "plan": {':
-            adapters.append({})
-        elif adapters and line.startswith('            "'):
-            key = line.strip().split('"')[1]
-        item_line = line.startswith("            ") and not line.startswith("             ")
-        if adapters and item_line and ",  # " in line and key:  # not a nested line
-            adapters[-1][key] = line.rsplit(",  # ", 1)[1]
-        if line == "]":
-            key = None
-    return adapters
+    """Per adapter of a rendered script, each plan field's trailing rule comment (PLAN's,
+    with the adapter's own over them)."""
+    from dlm_gen.diff import rule_comments
+
+    shared = rule_comments(_literal_text(script, "PLAN"), 4)[0]
+    return [{**shared, **own} for own in rule_comments(_literal_text(script, "ADAPTERS"), 12)]
+
+
+def runtime_source() -> str:
+    """The source of every module of the runtime package, as one text."""
+    from dlm_gen.runtime_text import RUNTIME_DIR
+
+    return "\n".join(path.read_text(encoding="utf-8") for path in sorted(RUNTIME_DIR.glob("*.py")))
+
+
+def script_plans(script: str) -> list[dict]:
+    """Per adapter of a rendered script, its whole plan (PLAN with its own fields over)."""
+    shared = script_constant(script, "PLAN")
+    return [{**shared, **adapter["plan"]} for adapter in script_constant(script, "ADAPTERS")]
+
+
+def _literal_text(script: str, name: str) -> str:
+    """The source text of a top-level `NAME = ...` of a rendered script."""
+    start = script.index(f"\n{name} = ") + 1
+    return script[start : script.index("\n]\n" if name == "ADAPTERS" else "\n}\n", start) + 3]
 
 
 @pytest.fixture
@@ -205,35 +218,6 @@ def script_constant(script: str, name: str) -> object:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
             return ast.literal_eval(node.value)
     raise AssertionError(f"{name} is not assigned in the script")
-
-
-def script_definitions(script: str, *names: str) -> dict[str, object]:
-    """The named top-level functions, classes and constants (NAME = ...) of a rendered
-    script, defined in a namespace that has the script's module-level imports (so a test
-    runs the script's own code, not a copy of it)."""
-    import ast
-
-    tree = ast.parse(script)
-    wanted = [
-        node
-        for node in tree.body
-        if isinstance(node, (ast.Import, ast.ImportFrom)) or _defined_name(node) in names
-    ]
-    missing = set(names) - {_defined_name(node) for node in wanted}
-    assert not missing, f"not defined in the script: {sorted(missing)}"
-    namespace: dict[str, object] = {}
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), "script", "exec"), namespace)
-    return {name: namespace[name] for name in names}
-
-
-def _defined_name(node) -> str | None:
-    """The name a top-level statement defines: a function's, a class's, or the one
-    name a plain assignment binds."""
-    import ast
-
-    if isinstance(node, ast.Assign) and len(node.targets) == 1:
-        return getattr(node.targets[0], "id", None)
-    return getattr(node, "name", None)
 
 
 @pytest.fixture

@@ -165,6 +165,7 @@ def test_compare_on_hostile_run_json(first, second, label, threshold, adapter, o
             (side / "run.json").write_bytes(data)
             sides.append(side)
         out = root / "out"
+        out.mkdir()  # --plot makes no directory: an exit 1 is then the run files' fault
         args = ["compare", *sides, "--force"]
         args += [] if threshold is None else [f"--threshold={threshold}"]
         args += [] if adapter is None else [f"--adapter={adapter}"]

@@ -13,7 +13,7 @@ from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
 from dlm_gen.schema import Frontmatter, TrainingConfig
-from tests.conftest import DEFAULT_BODY, write_dlm
+from tests.conftest import DEFAULT_BODY, runtime_source, script_plans, write_dlm
 
 # field: (another valid value, where the script reads it)
 CHANGES = {
@@ -83,7 +83,8 @@ def constant(text, name):
 
 
 def adapters_of(text):
-    return constant(text, "ADAPTERS")
+    """Each adapter's whole plan, as {"plan": {...}} (PLAN with its own fields over it)."""
+    return [{"plan": plan} for plan in script_plans(text)]
 
 
 def test_every_field_is_listed():
@@ -104,8 +105,11 @@ def test_changing_a_field_changes_the_script(tmp_path, field):
     [plan_after] = adapters_of(after)
     kind, key = re.match(r'(\w+)\["(\w+)"\]', reader).groups()
     assert plan_before[kind][key] != plan_after[kind][key], f"{field} does not reach {reader}"
-    code = after[after.index("\ndef parse_args") : after.index("\nROWS = ")]
-    assert reader.replace('"', "'") in code or reader in code, f"the script never reads {reader}"
+    code = after[after.index("\ndef main(") : after.index("\nROWS = ")]
+    spellings = (reader, reader.replace('"', "'"))  # f-strings quote keys with '
+    assert any(text in code for text in spellings), f"the script never reads {reader}"
+    runtime = runtime_source()
+    assert any(text in runtime for text in spellings), f"the runtime never reads {reader}"
 
 
 def test_system_prompt_and_base_reach_the_script(tmp_path):
@@ -140,12 +144,12 @@ def regions(text: str) -> dict[str, range]:
     """Line ranges of the header, the plan literal, its requirements, the SCRIPT_HASH line."""
     lines = text.split("\n")
     header_end = next(i for i, line in enumerate(lines) if line.startswith('"""'))
-    plan_start = lines.index("ADAPTERS = [")
+    plan_start = lines.index("PLAN = {")
     requirements_start = lines.index("REQUIREMENTS = [")
     hash_line = next(i for i, line in enumerate(lines) if line.startswith("SCRIPT_HASH = "))
     return {
         "header": range(header_end),
-        "plan": range(plan_start, lines.index("]", plan_start) + 1),
+        "plan": range(plan_start, lines.index("]", lines.index("ADAPTERS = [")) + 1),
         "requirements": range(requirements_start, lines.index("]", requirements_start) + 1),
         "hash": range(hash_line, hash_line + 1),
     }
@@ -190,7 +194,11 @@ def test_a_field_change_touches_its_plan_lines_and_the_hash_only(tmp_path, field
                 changed_plan_lines.append(index)
     key = re.match(r'plan\["(\w+)"\]', reader).group(1)
     lines = after.split("\n")
-    start = next(i for i, line in enumerate(lines) if line.startswith(f'            "{key}": '))
+    start = next(  # in PLAN, or in the adapter's own decisions
+        i
+        for i in range(lines.index("PLAN = {"), len(lines))
+        if lines[i].startswith((f'    "{key}": ', f'            "{key}": '))
+    )
     end = next(i for i in range(start, len(lines)) if ",  # " in lines[i])
     assert set(changed_plan_lines) & set(range(start, end + 1)), (key, changed_plan_lines)
 
@@ -224,11 +232,8 @@ READ_BY_DLM_GEN_ONLY = {
 
 def test_every_plan_field_is_read_by_the_script_and_every_read_is_a_field():
     """The inverse of the tests above: no decided value is dead, no read is undecided."""
-    from dlm_gen.resources import data_dir
-
-    template = (data_dir("templates") / "train.py.j2").read_text()
-    read = set(re.findall(r"""(?:plan|\["plan"\])\[["'](\w+)["']\]""", template))
+    read = set(re.findall(r"""(?:plan|\["plan"\])\[["'](\w+)["']\]""", runtime_source()))
     fields = set(load_rules().plan_fields)
-    assert read - fields == set(), "the template reads plan keys no rule decides"
+    assert read - fields == set(), "the runtime reads plan keys no rule decides"
     unread = fields - read - set(READ_BY_DLM_GEN_ONLY)
     assert unread == set(), f"plan fields the script never reads: {sorted(unread)}"

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import plan_of, rendered_script, script_definitions, write_dlm
+from dlm_gen.runtime import packing
+from tests.conftest import plan_of, write_dlm
 
 INSTRUCTIONS = "\n".join(
     f"::instruction::\n### Q\nQuestion {i}: {'why ' * (i % 5)}?\n"
@@ -16,16 +17,14 @@ INSTRUCTIONS = "\n".join(
 )
 
 
-def packing_code(tmp_path) -> dict:
-    path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {}})
-    return script_definitions(
-        rendered_script(path), "pack_examples", "PackedCollator", "CountingCollator"
-    )
-
-
 @pytest.fixture(scope="module")
-def code(tmp_path_factory):
-    return packing_code(tmp_path_factory.mktemp("packing"))
+def code() -> dict:
+    """The runtime's packer and collators (what every script carries)."""
+    return {
+        "pack_examples": packing.pack_examples,
+        "PackedCollator": packing.PackedCollator,
+        "CountingCollator": packing.CountingCollator,
+    }
 
 
 def test_sdpa_plans_pack_and_say_why(tmp_path):

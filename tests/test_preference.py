@@ -12,7 +12,8 @@ import pytest
 
 from dlm_gen.pipeline import plan_document
 from dlm_gen.render import write_atomically
-from tests.conftest import import_script, plan_of, run_dlm_gen, write_dlm
+from dlm_gen.runtime.rows import rows_digest
+from tests.conftest import plan_of, run_dlm_gen, script_constant, write_dlm
 from tests.test_train_e2e import FAST as SFT_FAST
 
 PAIRS = """The rules live in yaml tables.
@@ -149,15 +150,15 @@ def test_the_run_digest_tells_triples_apart(tmp_path):
     """compare refuses runs of different rows by this digest: a changed triple must show."""
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m"}, PAIRS + TRIPLES)
     out = tmp_path / "generated"
-    script = import_script(Path(run_dlm_gen("render", path, "--out", out).stdout.strip()))
-    rows = script.ROWS
+    script = Path(run_dlm_gen("render", path, "--out", out).stdout.strip())
+    rows = script_constant(script.read_text(), "ROWS")
     changed = [
         {**row, "chosen": row["chosen"] + "!"} if row["kind"] == "preference" else row
         for row in rows
     ]
-    assert script.rows_digest(rows) != script.rows_digest(changed)
+    assert rows_digest(rows) != rows_digest(changed)
     sft_only = [row for row in rows if row["kind"] != "preference"]
-    assert script.rows_digest(sft_only) == script.rows_digest(list(reversed(sft_only)))
+    assert rows_digest(sft_only) == rows_digest(list(reversed(sft_only)))
 
 
 # --- Training (slow, tiny model) ------------------------------------------------------

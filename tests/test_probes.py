@@ -46,12 +46,12 @@ def test_doctor_probe_reports_each_probe(tmp_path):
 def test_a_probe_that_stops_holding_names_the_rules(monkeypatch):
     monkeypatch.setitem(
         PROBES,
-        "hf-warmup-starts-at-zero",
-        PROBES["hf-warmup-starts-at-zero"].__class__(
-            "hf-warmup-starts-at-zero", "claim", lambda: (FAILS, "the first LR is 0.5")
+        "first-step-learns",
+        PROBES["first-step-learns"].__class__(
+            "first-step-learns", "claim", lambda: (FAILS, "the first LR is 0.5")
         ),
     )
-    for name in set(PROBES) - {"hf-warmup-starts-at-zero"}:
+    for name in set(PROBES) - {"first-step-learns"}:
         monkeypatch.setitem(
             PROBES, name, PROBES[name].__class__(name, "claim", lambda: (HOLDS, "ok"))
         )
@@ -62,5 +62,17 @@ def test_a_probe_that_stops_holding_names_the_rules(monkeypatch):
     text = format_report(
         {"profile": "cpu", "host": {"backend": "cpu"}, "versions": {}, "probes": [stale]}
     )
-    assert "hf-warmup-starts-at-zero: REVISIT: the first LR is 0.5" in text
+    assert "first-step-learns: REVISIT: the first LR is 0.5" in text
     assert "revisit optim-first-step-learns" in text
+
+
+@pytest.mark.slow
+def test_the_dpo_probe_fails_where_trl_prepares_the_rows_itself():
+    """dpo-prepare-dataset holds for the runtime's trainer; it must fail for TRL's own,
+    which is what a TRL release that stops calling _prepare_dataset would look like."""
+    from trl import DPOTrainer
+
+    from dlm_gen.probes import dpo_prepare_dataset
+
+    assert dpo_prepare_dataset()[0] == HOLDS
+    assert dpo_prepare_dataset(lambda plan: DPOTrainer)[0] == FAILS

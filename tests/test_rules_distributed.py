@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +11,8 @@ from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import EXAMPLES, script_constant, script_definitions, write_dlm
+from dlm_gen.runtime import sft
+from tests.conftest import EXAMPLES, script_plans, write_dlm
 
 
 def plan_for(tmp_path, training=None, base="smollm2-135m", target="cpu", processes=None):
@@ -59,26 +60,13 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
     document = load_document(path)
     text = render_plans(document, make_plans(document, rules, "8xh100"), rules).text
     assert "# Launch:       torchrun --nproc_per_node 8 train_" in text  # plan.launcher
-    tree = ast.parse(text)
-    base = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "BASE_MODEL"
-    )
-    assert base["decoder_layer"] == "LlamaDecoderLayer"
-    code = script_definitions(text, "checkpointing_arguments", "fsdp_arguments")
-    code["checkpointing_arguments"].__globals__["BASE_MODEL"] = base
-    code["checkpointing_arguments"].__globals__["checkpointing_keyword"] = lambda: "gc"
-    [adapter] = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ADAPTERS"
-    )
-    plan = adapter["plan"]
+    [plan] = script_plans(text)
     assert plan["fsdp_version"] == 2  # dist-fsdp-full decides it
-    arguments = code["checkpointing_arguments"]
+    assert plan["fsdp_layer_class"] == "LlamaDecoderLayer"  # from the base's family
+    arguments = sft.checkpointing_arguments
+    trainer_name = sft.checkpointing_keyword()
     assert arguments(plan, True) == {
-        "gc": False,  # under FSDP, FSDP's own checkpointing (no second all-gather)
+        trainer_name: False,  # under FSDP, FSDP's own checkpointing (no second all-gather)
         "fsdp": True,  # a string of options is deprecated in transformers 5
         "fsdp_config": {
             "version": 2,
@@ -91,9 +79,10 @@ def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
     assert "activation_checkpointing" not in arguments(plan, False)["fsdp_config"]
     assert plan["checkpointing_by"] == "fsdp"  # dist-fsdp-full decides it
     replicated = {**plan, "strategy": "ddp", "checkpointing_by": "trainer"}
-    assert arguments(replicated, True) == {"gc": True}
+    assert arguments(replicated, True) == {trainer_name: True}
     by_trainer = arguments({**plan, "checkpointing_by": "trainer"}, True)
-    assert by_trainer["gc"] is True and "activation_checkpointing" not in by_trainer["fsdp_config"]
+    assert by_trainer[trainer_name] is True
+    assert "activation_checkpointing" not in by_trainer["fsdp_config"]
 
 
 def test_gpus_flag_is_the_process_count(cli):
@@ -105,13 +94,12 @@ def test_gpus_flag_is_the_process_count(cli):
 
 
 def script_parts(tmp_path, training, base, target, processes=None):
-    """The plan literal and the script's functions, for a plan rendered for CUDA ranks."""
+    """The script's text and its plans, for a plan rendered for CUDA ranks."""
     path = write_dlm(tmp_path, {"base_model": base, "training": training})
     rules = load_rules()
     document = load_document(path)
     text = render_plans(document, make_plans(document, rules, target, processes), rules).text
-    constants = {name: script_constant(text, name) for name in ("BASE_MODEL", "ADAPTERS")}
-    return text, ast.parse(text), constants
+    return text, script_plans(text)
 
 
 def test_a_70b_lora_shards_with_fsdp_where_a_replica_does_not_fit(tmp_path):
@@ -147,15 +135,11 @@ def test_small_adapters_keep_ddp(tmp_path):
 def test_the_fsdp_adapter_script_wraps_by_layer_gathers_to_save_and_stores_4bit_as_compute(
     tmp_path,
 ):
-    text, tree, constants = script_parts(
+    text, [plan] = script_parts(
         tmp_path, {"adapter": "qlora"}, "llama-3.3-70b", "a10g", processes=8
     )
     assert "# Launch:" in text and "torchrun --nproc_per_node 8" in text
-    [adapter] = constants["ADAPTERS"]
-    plan = adapter["plan"]
-    [fsdp_arguments] = script_definitions(text, "fsdp_arguments").values()
-    fsdp_arguments.__globals__["BASE_MODEL"] = constants["BASE_MODEL"]
-    assert fsdp_arguments(plan, False) == {
+    assert sft.fsdp_arguments(plan, False) == {
         "fsdp": True,
         "fsdp_config": {
             "version": 2,
@@ -165,17 +149,23 @@ def test_the_fsdp_adapter_script_wraps_by_layer_gathers_to_save_and_stores_4bit_
             "cpu_ram_efficient_loading": True,
         },
     }
-    calls = {
-        node.func.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-    }
-    assert "save_result" in calls
-    # FSDP2 ignores a custom wrap policy (only the root would shard): none is set.
-    assert "fsdp_auto_wrap_policy" not in text
-    assert 'set_state_dict_type("FULL_STATE_DICT")' in text
-    assert "bnb_4bit_quant_storage" in text and plan["bnb_4bit_quant_storage"] == "bfloat16"
-    assert 'os.environ.setdefault("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")' in text
+    # The result is saved once, gathered: save_result asks FSDP for the full state dict.
+    saved = []
+    plugin = type("Plugin", (), {"set_state_dict_type": lambda self, kind: saved.append(kind)})()
+    state = type("State", (), {"fsdp_plugin": plugin})()
+    trainer = type(
+        "Trainer",
+        (),
+        {
+            "is_fsdp_enabled": True,
+            "accelerator": type("Accelerator", (), {"state": state})(),
+            "save_model": lambda self, directory: saved.append(directory),
+        },
+    )()
+    sft.save_result(trainer, Path("out"))
+    assert saved == ["FULL_STATE_DICT", "out"]
+    assert plan["bnb_4bit_quant_storage"] == "bfloat16"
+    assert plan["fsdp_cpu_ram_efficient_loading"] is True  # set_up_libraries sets the variable
 
 
 def test_an_8bit_optimizer_is_refused_under_fsdp_and_kept_under_ddp(tmp_path):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ast
-
 import pytest
 
 from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import plan_of, rendered_script, script_constant, write_dlm
+from dlm_gen.runtime.sft import galore_optim_args
+from tests.conftest import plan_of, rendered_script, script_plans, write_dlm
 
 KNOBS = {
     "galore_rank": 64,
@@ -28,15 +27,8 @@ def test_knobs_default_to_the_trainer_defaults(tmp_path):
 def test_knobs_reach_the_rendered_optim_args(tmp_path):
     training = {"optimizer": "galore_adamw", **KNOBS, "galore_target_modules": ["self_attn"]}
     path = write_dlm(tmp_path, {"base_model": "llama-3.1-8b", "training": training})
-    text = rendered_script(path, "h100")
-    tree = ast.parse(text)
-    namespace: dict = {}
-    function = next(node for node in tree.body if getattr(node, "name", "") == "galore_optim_args")
-    exec(compile(ast.Module(body=[function], type_ignores=[]), "script", "exec"), namespace)
-    plan = script_constant(text, "ADAPTERS")[0]["plan"]
-    assert namespace["galore_optim_args"](plan) == (
-        "rank=64,update_proj_gap=50,scale=0.5,proj_type=reverse_std"
-    )
+    [plan] = script_plans(rendered_script(path, "h100"))
+    assert galore_optim_args(plan) == ("rank=64,update_proj_gap=50,scale=0.5,proj_type=reverse_std")
     assert plan["optim_target_modules"] == ["self_attn"]
 
 

@@ -9,7 +9,7 @@ import pytest
 from dlm_gen.document import load_document
 from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
-from tests.conftest import plan_of, rendered_script, script_constant, write_dlm
+from tests.conftest import plan_of, rendered_script, script_plans, write_dlm
 
 
 def test_qdora_is_qlora_plus_dora_with_both_requirements(tmp_path, cli):
@@ -31,7 +31,7 @@ def test_qdora_script_loads_4bit_and_uses_dora(tmp_path):
         {"base_model": "llama-3.2-3b", "training": {"adapter": "qlora", "use_dora": True}},
     )
     text = rendered_script(path, "h100")
-    plan = script_constant(text, "ADAPTERS")[0]["plan"]
+    [plan] = script_plans(text)
     assert plan["load_in_4bit"] is True and plan["use_dora"] is True
     assert plan["bnb_4bit_quant_type"] == "nf4"
 

@@ -27,7 +27,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dlm_gen.literals import visible
-from tests.conftest import TINY_LLAMA_CONFIG, rendered_script, script_definitions, write_dlm
+from dlm_gen.runtime import console
+from dlm_gen.runtime.files import write_atomically
+from dlm_gen.runtime.loading import loaded
+from dlm_gen.runtime.rundir import remove_checkpoints
+from tests.conftest import TINY_LLAMA_CONFIG, rendered_script, write_dlm
 from tests.fuzzing import Outcome, assert_safe_outcome, run_bounded, terminal_hazards
 
 HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy")
@@ -544,48 +548,30 @@ def script_text(tmp_path_factory) -> str:
     return rendered_script(write_dlm(directory, {"base_model": "smollm2-135m"}))
 
 
-# The script's escaping function and what it is built from.
-ESCAPING_NAMES = (
-    "visible",
-    "is_hidden",
-    "escaped",
-    "HIDDEN_CATEGORIES",
-    "BLANK_GLYPHS",
-    "NAMED_ESCAPES",
-)
-
-
-@pytest.fixture(scope="module")
-def escaping(script_text) -> dict[str, object]:
-    """The script's own escaping code, defined once for the properties below."""
-    return script_definitions(script_text, "EscapedConsole", *ESCAPING_NAMES)
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.text() | st.sampled_from(NASTY_TEXT))
 @example("\x1b]0;title\x07 \u202e \u200b \t\n\r \x85 \U0010ffff \ud83d")
-def test_the_scripts_visible_is_dlm_gens(escaping, text):
-    """The script cannot import dlm_gen: its copy must escape exactly the same characters
-    (and leave nothing a terminal acts on)."""
-    script_visible = escaping["visible"]
-    assert script_visible(text) == visible(text)
-    assert not terminal_hazards(script_visible(text))
+def test_the_scripts_visible_is_dlm_gens(text):
+    """One function escapes for dlm-gen and for the script (the runtime's, which the
+    script carries verbatim), and it leaves nothing a terminal acts on."""
+    assert visible is console.visible
+    assert not terminal_hazards(console.visible(text))
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text() | st.sampled_from(NASTY_TEXT), max_size=5))
-def test_the_console_keeps_lines_and_tabs_and_escapes_the_rest(escaping, writes):
+def test_the_console_keeps_lines_and_tabs_and_escapes_the_rest(writes):
     """What a library prints (a warning, a log line, an error echoing a path) goes
     through EscapedConsole: line breaks and tabs stay, nothing else a terminal acts on."""
     stream = io.StringIO()
-    console = escaping["EscapedConsole"](stream)
+    escaped_console = console.EscapedConsole(stream)
     for text in writes:
-        assert console.write(text) == len(text)
+        assert escaped_console.write(text) == len(text)
     shown = stream.getvalue()
     assert not terminal_hazards(shown)
     joined = "".join(writes)
     assert shown.count("\n") == joined.count("\n") and shown.count("\t") == joined.count("\t")
-    assert console.getvalue() == shown  # everything else is the stream's own
+    assert escaped_console.getvalue() == shown  # everything else is the stream's own
 
 
 def _enclosing_functions(tree: ast.AST) -> dict[ast.AST, str]:
@@ -627,7 +613,7 @@ def test_every_print_and_write_of_the_script_goes_through_the_escaping(script_te
             writes.append(function)
     assert (prints, exits, writes) == ([], [], [])
     [main] = [node for node in tree.body if getattr(node, "name", None) == "main"]
-    assert ast.unparse(main.body[0]) == "escape_console()"  # before argparse prints
+    assert ast.unparse(main.body[1]) == "escape_console()"  # first, before argparse prints
     [card] = [node for node in tree.body if getattr(node, "name", None) == "write_run_card"]
     assert "visible(line) for line in lines" in ast.unparse(card)
 
@@ -637,29 +623,11 @@ def test_every_print_and_write_of_the_script_goes_through_the_escaping(script_te
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def file_code(script_text) -> dict[str, object]:
-    return script_definitions(
-        script_text,
-        "write_atomically",
-        "remove_checkpoints",
-        "loaded",
-        "CHECKPOINT",
-        "reason",
-        "say",
-        "fail",
-        *ESCAPING_NAMES,
-    )
-
-
-def test_write_atomically_never_writes_through_what_is_at_a_temporary_name(
-    file_code, tmp_path, monkeypatch
-):
+def test_write_atomically_never_writes_through_what_is_at_a_temporary_name(tmp_path, monkeypatch):
     """The temporary name was `.NAME.<pid>.tmp`, opened with write_text: a link there
     (32,768 of them cover every pid) had the run record written into its target. Now
     the name is random and the file new (O_EXCL | O_NOFOLLOW): a link at it, even at
     the very name drawn, stops the write and is left alone."""
-    write_atomically = file_code["write_atomically"]
     victim = tmp_path / "victim.txt"
     victim.write_text("someone's\n")
     run_dir = tmp_path / "run"
@@ -686,7 +654,7 @@ def test_write_atomically_never_writes_through_what_is_at_a_temporary_name(
     }
 
 
-def test_remove_checkpoints_removes_only_real_checkpoint_directories(file_code, tmp_path):
+def test_remove_checkpoints_removes_only_real_checkpoint_directories(tmp_path):
     """A link named checkpoint-N was rmtree's OSError (a traceback, no run.json). Now
     only directories named checkpoint-N go; links are left alone, never followed."""
     elsewhere = tmp_path / "elsewhere"
@@ -698,12 +666,12 @@ def test_remove_checkpoints_removes_only_real_checkpoint_directories(file_code, 
     (run_dir / "checkpoint-3").symlink_to(elsewhere / "checkpoint-9")
     (run_dir / "checkpoint-x").mkdir()
     (run_dir / "adapter").mkdir()
-    file_code["remove_checkpoints"](run_dir)
+    remove_checkpoints(run_dir)
     assert {p.name for p in run_dir.iterdir()} == {"checkpoint-3", "checkpoint-x", "adapter"}
     assert (elsewhere / "checkpoint-9" / "precious.txt").read_text() == "someone's\n"
 
 
-def test_a_library_error_while_loading_is_one_line_with_its_type(file_code, capsys):
+def test_a_library_error_while_loading_is_one_line_with_its_type(capsys):
     """A config.json of [] reached transformers as a TypeError, a traceback: whatever a
     library raises while loading is one escaped line naming the source and the type."""
 
@@ -711,7 +679,7 @@ def test_a_library_error_while_loading_is_one_line_with_its_type(file_code, caps
         raise TypeError("list indices must be integers\n\x1b[31mnot str")
 
     with pytest.raises(SystemExit) as stop:
-        file_code["loaded"]("model", "/models/m\u202e", broken)
+        loaded("model", "/models/m\u202e", broken)
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and not terminal_hazards(err), err

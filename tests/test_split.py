@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlm_gen import split
-from tests.conftest import import_script, plan_of, run_dlm_gen, write_dlm
+from dlm_gen.runtime import rows as rows_module
+from tests.conftest import plan_of, run_dlm_gen, script_constant, script_plans, write_dlm
 
 PAIR = "### Q\nQuestion {i}?\n### A\nAnswer {i}.\n"
 
@@ -87,17 +88,26 @@ rows = st.lists(
 
 
 def test_the_script_splits_exactly_as_the_plan_says(tmp_path):
-    """The template's row_key/split_rows are dlm_gen.split's: same rows, same split."""
-    path = document(tmp_path, 3)
+    """The plan's counts (explain, the header) are what the script's own split of its
+    embedded rows makes: one split_rows, the runtime's, for both."""
+    assert split.split_rows is rows_module.split_rows
+    path = document(tmp_path, 30)
     out = tmp_path / "generated"
-    script = import_script(Path(run_dlm_gen("render", path, "--out", out).stdout.strip()))
+    text = Path(run_dlm_gen("render", path, "--out", out).stdout.strip()).read_text()
+    [plan] = script_plans(text)
+    sft_rows, _ = rows_module.sft_rows_and_triples(script_constant(text, "ROWS"))
+    train, held_out = rows_module.split_rows(sft_rows, plan["seed"], plan["eval_fraction"])
+    counts = planned(tmp_path, 30).rows  # the same document, planned
+    assert (len(train), len(held_out)) == (counts.train, counts.held_out)
+    assert held_out, "30 rows hold some out"
 
     @settings(max_examples=200, deadline=None)
     @given(rows=rows, seed=st.integers(0, 2**32 - 1), fraction=st.sampled_from([0, 0.1, 0.5]))
-    def same_split(rows, seed, fraction):
-        assert script.split_rows(rows, seed, fraction) == split.split_rows(rows, seed, fraction)
+    def split_is_a_partition(rows, seed, fraction):
+        train, held_out = rows_module.split_rows(rows, seed, fraction)
+        assert sorted(map(repr, train + held_out)) == sorted(map(repr, rows))
 
-    same_split()
+    split_is_a_partition()
 
 
 def test_triples_are_held_out_by_their_own_text(tmp_path):

@@ -43,7 +43,7 @@ Which adapter is trained?
 A small adapter.
 """
 FAST = {
-    "sequence_len": 64,
+    "sequence_len": 256,
     "micro_batch_size": 2,
     "grad_accum": 1,
     "learning_rate": 5e-3,
@@ -117,7 +117,7 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
     assert args["optim"] == "adamw_torch_fused" and args["learning_rate"] == 5e-3
     assert run_["optimizer"]["class"] == "torch.optim.adamw.AdamW"
     assert args["per_device_train_batch_size"] == 2 and args["gradient_accumulation_steps"] == 1
-    assert args["max_length"] == 64 and args["seed"] == 42
+    assert args["max_length"] == 256 and args["seed"] == 42
     assert args["bf16"] is False and args["fp16"] is False
     assert args["gradient_checkpointing"] is False
     tensors = adapter_tensors(Path(run_["adapter_dir"]))
