@@ -20,6 +20,8 @@ ALPHABET_TEXT = (
     "rules tables yaml python adapter lora dora galore optimizer question answer. "
     "<|im_start|> <|im_end|> system user assistant : , ; ! ? ' \" ( ) [ ] { } / - _ \n"
 )
+# ChatML's markers, as text the tokenizer learns merges for (not special tokens).
+CHAT_MARKERS_TEXT = "<|im_start|> <|im_end|> "
 
 
 def build_tiny_model(
@@ -28,8 +30,12 @@ def build_tiny_model(
     seed: int = 0,
     hidden_size: int = 64,
     num_layers: int = 2,
+    chat_markers: bool = True,
 ) -> Path:
-    """Write a small Llama (2 layers, width 64 by default) and a 512-token BPE tokenizer."""
+    """Write a small Llama (2 layers, width 64 by default) and a 512-token BPE tokenizer.
+
+    Without `chat_markers`, the tokenizer never saw ChatML's <|im_start|> and <|im_end|>:
+    a base of another family, whose vocabulary has no such marker."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -45,7 +51,8 @@ def build_tiny_model(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator([ALPHABET_TEXT, extra_text] * 4, trainer=trainer)
+    text = ALPHABET_TEXT if chat_markers else ALPHABET_TEXT.replace(CHAT_MARKERS_TEXT, "")
+    bpe.train_from_iterator([text, extra_text] * 4, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )

@@ -244,3 +244,22 @@ def caps(tmp_path, monkeypatch):
         _limits.cache_clear()  # the caps are read once per process and directory
 
     return set_cap
+
+
+@pytest.fixture(scope="session")
+def older_dlm_gen(tmp_path_factory) -> Path:
+    """A copy of this checkout as another dlm-gen release would be: version 0.0.9, whose
+    runtime prints rounded figures with three decimals. First on PYTHONPATH (run_dlm_gen's
+    extra_path, with a cwd other than the checkout's), `python -m dlm_gen` is that release."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("older-dlm-gen")
+    for name in ("dlm_gen", "rules", "templates", "schema"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    init = root / "dlm_gen" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.0.9"'))
+    console = root / "dlm_gen" / "runtime" / "console.py"
+    text = console.read_text()
+    assert 'f"{value:.4f}"' in text
+    console.write_text(text.replace('f"{value:.4f}"', 'f"{value:.3f}"'))
+    return root

@@ -159,3 +159,31 @@ def test_a_rendered_script_is_fsynced_and_executable(tmp_path, cli, monkeypatch)
     cli("render", document, "--out", out)
     [script] = out.glob("train_*.py")
     assert synced and os.access(script, os.X_OK)
+
+
+def test_a_hand_edit_inside_the_runtime_names_its_module(tmp_path, cli):
+    document, out = setup_document(tmp_path)
+    cli("render", document, "--out", out)
+    [script] = out.glob("train_*.py")
+    text = script.read_text()
+    assert text.count('f"{value:.4f}"') == 1  # console.rounded, in the runtime
+    script.write_text(text.replace('f"{value:.4f}"', 'f"{value:.2f}"'))
+    code, _, err = cli("check", document, "--out", out)
+    line = text[: text.index('f"{value:.4f}"')].count("\n") + 1
+    assert code == 1 and f"hand-edited at line {line}, inside the runtime" in err
+    assert "(dlm_gen/runtime/console.py, dlm-gen 0.1.0's, sha256 " in err
+    # An edit of the plan is the document's business.
+    script.write_text(text.replace('"lora_r": 8,', '"lora_r": 9,', 1))
+    code, _, err = cli("check", document, "--out", out)
+    assert code == 1 and "in the plan, the header or the data" in err
+
+
+def test_a_script_of_another_release_is_stale_and_says_its_runtime(tmp_path, cli, older_dlm_gen):
+    from tests.conftest import run_dlm_gen
+
+    document, out = setup_document(tmp_path)
+    done = run_dlm_gen("render", document, "--out", out, extra_path=older_dlm_gen, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    code, _, err = cli("check", document, "--out", out)
+    assert code == 1 and "stale:" in err
+    assert "with dlm-gen 0.0.9's runtime (sha256 " in err and "installed: 0.1.0" in err

@@ -113,3 +113,31 @@ def test_revision_paths_without_git_say_so(tmp_path):
     done = run_dlm_gen("diff", "HEAD:a.dlm", "HEAD:b.dlm", env={"PATH": str(empty)}, cwd=tmp_path)
     assert done.returncode == 2 and "cannot run git" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_runtime_change_is_one_line_beside_the_plan_changes(tmp_path, older_dlm_gen):
+    """Scripts of two dlm-gen releases whose runtimes differ: the runtime is one line
+    (versions and digests), never its code; the plan change is reported as always."""
+    lora, _ = two_documents(tmp_path)
+    wider = tmp_path / "wider.dlm"
+    wider.write_text(lora.read_text().replace("lora_r: 8", "lora_r: 16"))
+    done = run_dlm_gen(
+        "render", lora, "--out", tmp_path / "a", extra_path=older_dlm_gen, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    old = done.stdout.strip()
+    new = render(wider, tmp_path / "b")
+    done = run_dlm_gen("diff", old, new)
+    assert done.returncode == 1, done.stderr
+    [line] = [text for text in done.stdout.splitlines() if text.startswith("runtime:")]
+    assert (
+        line.startswith("runtime: dlm-gen 0.0.9 (sha256 ") and "-> dlm-gen 0.1.0 (sha256 " in line
+    )
+    assert "lora_r: 8 -> 16" in done.stdout
+    assert "def " not in done.stdout and ".3f" not in done.stdout
+    data = json.loads(run_dlm_gen("diff", old, new, "--json").stdout)
+    assert data["runtime"]["changed"] is True
+    assert data["runtime"]["old"]["dlm_gen"] == "0.0.9"
+    # The same release on both sides: no runtime line.
+    same = run_dlm_gen("diff", render(lora, tmp_path / "c"), new)
+    assert "runtime:" not in same.stdout

@@ -140,6 +140,26 @@ def prompt() -> st.SearchStrategy[Pick]:
     return (TEXT | nasty).map(lambda t: value("--prompt", t, prompt_is_refused(t))) | not_utf8
 
 
+def report_is_refused(text: str) -> bool:
+    """--report-to: 'none', or up to 16 distinct integration names joined by commas."""
+    if text == "none":
+        return False
+    names = text.split(",")
+    well_formed = all(re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name) for name in names)
+    return not well_formed or len(names) > 16 or len(set(names)) < len(names)
+
+
+def report_to() -> st.SearchStrategy[Pick]:
+    """Names are checked against the installed integrations only once transformers loads
+    (past the fake heavy packages here): a well-formed list reaches the heavy imports."""
+    names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), max_size=3)
+    nasty = st.sampled_from(
+        ["", "none", "tensorboard,", ",wandb", "Wandb", "a,a", "wandb\x1b[31m", "-x", "a b"]
+    )
+    text = names.map(",".join) | nasty | TEXT
+    return text.map(lambda t: value("--report-to", t, report_is_refused(t)))
+
+
 def switch(flag: str) -> st.SearchStrategy[Pick]:
     return st.just(Pick((flag,), flag, False))
 
@@ -153,6 +173,7 @@ PICKS = st.lists(
         base_path(),
         base_dir(),
         prompt(),
+        report_to(),
         switch("--resume"),
         switch("--keep-checkpoints"),
         JUNK.map(lambda j: Pick((j,), "junk", True)),

@@ -232,6 +232,10 @@ def run_script(area: dict[str, Path], argv: list[str | bytes]) -> Outcome:
 
 
 BAD_FLAGS = [
+    (["--report-to", "tensorboard,"], "--report-to", "integration names separated by commas"),
+    (["--report-to", "wandb,wandb"], "--report-to", "names an integration twice"),
+    (["--report-to", "Wandb\x1b[31m"], "--report-to", "Wandb\\x1b[31m"),
+    (["--report-to", ",".join(["a"] * 17)], "--report-to", "separated by commas"),
     (["--max-steps", "0"], "--max-steps", "1 or more"),
     (["--max-steps", "-3"], "--max-steps", "1 or more"),
     (["--max-steps=nan"], "--max-steps", "1 or more"),

@@ -130,6 +130,8 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
     assert len(run_["step_seconds"]) == 12 and run_["mean_step_seconds"] > 0
     assert len(run_["losses"]) == 12
     assert len(run_["rows_sha256"]) == 64
+    # No instruction row is longer than sequence_len: nothing was cut (trainer-truncation-*).
+    assert run_["truncation"] == {"rows_cut": 0, "tokens_lost": 0, "instruction_rows": 4}
 
 
 def test_lm_head_in_target_modules_trains_in_full(tmp_path, tiny_model):
@@ -488,3 +490,31 @@ def test_packed_rows_set_the_steps_warmup_and_evaluation(tmp_path, tiny_model):
     assert run_["steps"] == per_epoch * settings["num_epochs"]
     assert run_["trainer_args"]["warmup_steps"] == math.ceil(run_["steps"] * 0.5)
     assert run_["padding_tokens"] < run_["tokens_trained"] / 4  # rows nearly full
+
+
+@pytest.mark.slow
+def test_report_to_tensorboard_writes_the_loss_it_prints(tmp_path, tiny_model):
+    """--report-to tensorboard: the Trainer's own integration writes event files beside
+    the adapter, holding the same per-step loss the script prints and run.json keeps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    script = render(tmp_path, tiny_model, {})
+    output_dir = tmp_path / "run"
+    done = run(script, output_dir, "--max-steps", "3", "--report-to", "tensorboard")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [directory] = {path.parent for path in (output_dir / "runs").glob("*/events.out.tfevents.*")}
+    accumulator = EventAccumulator(str(directory))
+    accumulator.Reload()
+    logged = [event.value for event in accumulator.Scalars("train/loss")]
+    manifest = json.loads((output_dir / "run.json").read_text())
+    assert manifest["report_to"] == ["tensorboard"]
+    assert logged == pytest.approx(manifest["adapters"][0]["losses"], rel=1e-5)
+    assert f"loss {logged[0]:.4f}" in done.stdout
+
+
+def test_report_to_an_integration_that_is_not_installed_is_a_usage_error(tmp_path, tiny_model):
+    script = render(tmp_path, tiny_model, {})
+    done = run(script, tmp_path / "run", "--report-to", "tensorboard,nosuchtracker")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "argument --report-to: nosuchtracker is not installed here" in done.stderr
+    assert "tensorboard" in done.stderr and not (tmp_path / "run").exists()
