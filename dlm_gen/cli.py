@@ -16,6 +16,7 @@ from typing import IO, NoReturn
 
 from dlm_gen import __version__
 from dlm_gen.errors import DlmError, Problem, RulesError
+from dlm_gen.shown import one_line
 from dlm_gen.startup import skip_pydantic_plugin_discovery
 
 skip_pydantic_plugin_discovery()  # before any model is built: dlm-gen uses no plugins
@@ -43,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
     them of the parent's class)."""
 
     def error(self, message: str) -> NoReturn:
-        from dlm_gen.literals import one_line
+        from dlm_gen.shown import one_line
 
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
@@ -238,12 +239,7 @@ def _print_error(text: str) -> None:
 
 def _print_problems(problems: list[Problem]) -> None:
     for problem in problems:
-        _print_error(f"error: {visible_one_line(str(problem))}")
-
-
-def visible_one_line(text: str) -> str:
-    """A problem is one line: a line break inside it comes from the input."""
-    return text.replace("\n", "\\n").replace("\r", "\\r")
+        _print_error(f"error: {one_line(str(problem))}")  # a break comes from the input
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -271,11 +267,11 @@ def _render(args: argparse.Namespace) -> int:
     is reported with its location and the others are still written; exit 1 if any failed."""
     from pathlib import Path
 
-    from dlm_gen.literals import one_line
     from dlm_gen.pipeline import document_failure, plan_document
     from dlm_gen.render import write_atomically
     from dlm_gen.rules import load_rules
     from dlm_gen.scripts import remove_replaced, remove_stale_temporaries
+    from dlm_gen.shown import one_line
 
     out = Path(args.out)
     rules = load_rules()
@@ -313,7 +309,7 @@ def _check(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(problems)
         return 1
-    from dlm_gen.literals import one_line
+    from dlm_gen.shown import one_line
 
     _say(f"{len(args.files)} document(s) in sync with {one_line(args.out)}/")
     return 0

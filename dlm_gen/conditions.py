@@ -19,6 +19,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dlm_gen.shown import plain
+
 OPERATORS = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge")
 ORDER_OPERATORS = ("lt", "le", "gt", "ge")
 
@@ -219,17 +221,9 @@ def describe(condition: Condition) -> str:
     parts = []
     for test in condition:
         if test.op in symbols:
-            parts.append(f"{test.fact}{symbols[test.op]}{_show(test.value)}")
+            parts.append(f"{test.fact}{symbols[test.op]}{plain(test.value)}")
         else:
             word = "in" if test.op == "in" else "not in"
-            values = ",".join(_show(v) for v in test.value)
+            values = ",".join(plain(v) for v in test.value)
             parts.append(f"{test.fact} {word} [{values}]")
     return " and ".join(parts)
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)

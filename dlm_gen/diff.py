@@ -39,6 +39,7 @@ from dlm_gen.limits import limits
 from dlm_gen.readback import LiteralReader
 from dlm_gen.rules import RuleSet
 from dlm_gen.runtime_text import runtime_marker, runtime_text
+from dlm_gen.shown import quoted
 
 # The top-level literals a rendered script names, each at the start of a line.
 _LITERALS = ("SCRIPT_HASH", "PLAN", "ADAPTERS", "REQUIREMENTS", "ROWS")
@@ -206,11 +207,10 @@ def _document_side(
 ) -> Side:
     from dlm_gen.pipeline import DEFAULT_OUT_DIR, plan_document
     from dlm_gen.plan import requirements_of
-    from dlm_gen.render import script_rows
 
     out_dir = out or Path(DEFAULT_OUT_DIR)
     planned = plan_document(path, target, processes, data=data, rules=rules, out_dir=out_dir)
-    document, plans = planned.document, planned.plans
+    plans = planned.plans
     adapters = {
         plan.adapter_name or "": AdapterSide(
             fields=dict(plan.fields),
@@ -227,7 +227,7 @@ def _document_side(
         script_hash,
         adapters,
         list(requirements_of(plans)),
-        [_digest(row) for row in script_rows(document)],
+        [_digest(row) for row in plans[0].script_rows],
         (__version__, runtime_text().sha256),
     )
 
@@ -553,10 +553,6 @@ def runtime_line(difference: Difference) -> str | None:
     return f"runtime: {named(difference.old.runtime)} -> {named(difference.new.runtime)}"
 
 
-def _show(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _rule(rule: str | None, source: str | None) -> str:
     if rule is None:
         return "-"
@@ -597,7 +593,7 @@ def format_text(difference: Difference) -> str:
 def _adapter_lines(adapter: dict) -> list[str]:
     lines = []
     for change in adapter["fields"]:
-        lines.append(f"{change['field']}: {_show(change['old'])} -> {_show(change['new'])}")
+        lines.append(f"{change['field']}: {quoted(change['old'])} -> {quoted(change['new'])}")
         lines.append(
             f"    decided by {_rule(change['old_rule'], change['old_source'])} -> "
             f"{_rule(change['new_rule'], change['new_source'])}"
@@ -659,8 +655,8 @@ def format_markdown(difference: Difference) -> str:
             ]
             for change in adapter["fields"]:
                 out.append(
-                    f"| `{change['field']}` | `{_md(_show(change['old']))}` | "
-                    f"`{_md(_show(change['new']))}` | "
+                    f"| `{change['field']}` | `{_md(quoted(change['old']))}` | "
+                    f"`{_md(quoted(change['new']))}` | "
                     f"{_md(_rule(change['old_rule'], change['old_source']))} → "
                     f"{_md(_rule(change['new_rule'], change['new_source']))} |"
                 )

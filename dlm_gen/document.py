@@ -164,7 +164,7 @@ def load_document(
     path: str | os.PathLike[str],
     data: bytes | None = None,
     *,
-    models: FrontmatterModels | None = None,
+    models: FrontmatterModels,
     output_dir: str | os.PathLike[str] | None = None,
 ) -> Document:
     """Read, parse and validate a `.dlm` file; raises `DlmError` with every problem.
@@ -172,13 +172,10 @@ def load_document(
     `data` is the file's content when it does not come from the file itself (a
     git revision, for `dlm-gen diff`); `path` still names it and anchors its
     relative paths. `models` are the frontmatter models of the rule set the
-    document is planned with (default: the shipped one, or $DLM_GEN_RULES).
-    `output_dir`: where its script goes, never read by `training.sources`.
+    document is planned with (the vocabulary is the rules'; `pipeline.read_document`
+    passes the loaded set's). `output_dir`: where its script goes, never read by
+    `training.sources`.
     """
-    if models is None:
-        from dlm_gen.rules import load_rules  # the rules import documents' row types
-
-        models = load_rules().models()
     file = str(path)
     caps = limits()  # rules/limits.yaml: documents are corpora written by hand, not dumps
     text = _read_text(file, caps["max_document_bytes"], data)

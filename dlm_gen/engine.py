@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from dlm_gen import conditions
 from dlm_gen.basemodels import format_size
-from dlm_gen.literals import one_line
 from dlm_gen.memory import ESTIMATES
 from dlm_gen.rules import PLACEHOLDER, FactRef, Requirement, Rule, RuleSet
+from dlm_gen.shown import one_line, plain
 
 
 @dataclass(frozen=True)
@@ -125,16 +125,6 @@ def fill(template: str, facts: Mapping[str, object]) -> str:
             return format_size(value if isinstance(value, (int, float)) else None)
         if match.group(2) == "gb":
             return f"{value:.1f} GB" if isinstance(value, (int, float)) else "unknown"
-        return one_line(show(value))  # a fact may hold input text (a path, a name)
+        return one_line(plain(value))  # a fact may hold input text (a path, a name)
 
     return PLACEHOLDER.sub(replace, template)
-
-
-def show(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(show(v) for v in value)
-    return str(value)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dlm_gen import conditions
-from dlm_gen.engine import show
-from dlm_gen.literals import one_line
-from dlm_gen.plan import Plan, requirements_of
+from dlm_gen.plan import Plan, describe_system_prompt, requirements_of
 from dlm_gen.rules import RuleSet
+from dlm_gen.shown import one_line, plain
 
 
 def reason_lines(plans: list[Plan]) -> list[str]:
@@ -25,7 +24,7 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
     lines = [
         f"base: {one_line(base.key)} ({base.source}, "
         f"{one_line(base.architecture or 'unknown architecture')}, "
-        f"{show(base.params)} parameters"
+        f"{plain(base.params)} parameters"
         + (f", from the {one_line(base.config_from)}" if base.config_from else "")
         + f"); target: {plan.target}",
         "decisions:",
@@ -33,7 +32,7 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
     explained: set[str] = set()
     for decision in plan.decisions:
         lines.append(
-            f"  {decision.field:<{width}} = {one_line(show(decision.value))}  "
+            f"  {decision.field:<{width}} = {one_line(plain(decision.value))}  "
             f"<- {decision.rule} ({decision.source})"
         )
         if decision.rule not in explained:
@@ -56,13 +55,6 @@ def verbose_lines(plan: Plan, rules: RuleSet) -> list[str]:
         lines.append(f"refused {refusal.id} ({refusal.source}): {refusal.message.strip()}")
     lines.append("requirements: " + (", ".join(plan.requirements) or "none"))
     return lines
-
-
-def describe_system_prompt(system_prompt: dict[str, object] | None) -> str:
-    """`"text" (source)`, or the source alone when there is no text."""
-    if not system_prompt or system_prompt.get("text") is None:
-        return str((system_prompt or {}).get("source", "none"))
-    return f"{system_prompt['text']!r} ({system_prompt['source']})"
 
 
 def explain_json(plans: list[Plan], document: str, target: str) -> dict[str, object]:

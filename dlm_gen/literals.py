@@ -157,13 +157,6 @@ _ESCAPES_CACHED = 65536
 _COUNTED_ONE_BY_ONE = 16
 
 
-def one_line(text: str) -> str:
-    """Input text put inside a line of output: its own line breaks escaped, so that it
-    can never start a line of its own (a forged `error:` or plan line). Everything
-    else hidden is escaped by `visible` where the line is printed."""
-    return text.replace("\n", "\\n").replace("\r", "\\r")
-
-
 @functools.lru_cache(maxsize=_ESCAPES_CACHED)
 def _escaped(char: str, quote: str) -> str:
     """`_escape`, remembered: a text repeats few distinct characters."""

@@ -43,6 +43,19 @@ class PlannedDocument:
         return render_plans(self.document, self.plans, self.rules, out_dir)
 
 
+def read_document(
+    path: str | os.PathLike[str],
+    data: bytes | None = None,
+    *,
+    rules: RuleSet | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+) -> Document:
+    """`path` read and validated against the frontmatter models of `rules` (default: the
+    shipped tables, or $DLM_GEN_RULES)."""
+    rules = rules or load_rules()
+    return load_document(path, data, models=rules.models(), output_dir=output_dir)
+
+
 def plan_document(
     path: str | os.PathLike[str],
     target: str | None = None,
@@ -57,7 +70,7 @@ def plan_document(
     `out_dir` is where its script goes (render's and check's --out): `training.sources`
     never reads it, so commands that take no --out assume the default, as render does."""
     rules = rules or load_rules()
-    document = load_document(path, data, models=rules.models(), output_dir=out_dir)
+    document = read_document(path, data, rules=rules, output_dir=out_dir)
     return PlannedDocument(document, make_plans(document, rules, target, processes), rules)
 
 

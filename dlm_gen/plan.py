@@ -14,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from dlm_gen import basemodels, engine, facts
+from dlm_gen import basemodels, engine, gather
 from dlm_gen.document import Document
 from dlm_gen.errors import DlmError, Problem
 from dlm_gen.resolve import resolve_base, resolve_target
 from dlm_gen.rules import Requirement, RuleSet
+from dlm_gen.shown import plain
 from dlm_gen.sources import SourceReport
 from dlm_gen.split import RowCounts, row_counts, script_rows
 
@@ -48,6 +49,8 @@ class Plan:
     system_prompt: dict[str, object] | None = None  # {"text", "source"}: what training sees
     export: dict[str, object] | None = None  # the document's export: block, kept as is
     sources: tuple[SourceReport, ...] = ()  # what training.sources read
+    # The document's rows as the script embeds them (every adapter's plan holds the same).
+    script_rows: tuple[dict[str, object], ...] = ()
 
     @property
     def refused(self) -> bool:
@@ -57,15 +60,15 @@ class Plan:
         """The reason line without its `reason: ` prefix."""
         get = self.fields.get
         tokens = [
-            f"precision={engine.show(get('precision'))}",
-            f"attn={engine.show(get('attn'))}",
+            f"precision={plain(get('precision'))}",
+            f"attn={plain(get('attn'))}",
             f"qlora={'on' if get('qlora') else 'off'}",
         ]
         if get("reason_adapter"):  # adapter.yaml: none for plain LoRA
-            tokens.append(f"adapter={engine.show(get('reason_adapter'))}")
-        tokens.append(f"optim={engine.show(get('optim'))}")
+            tokens.append(f"adapter={plain(get('reason_adapter'))}")
+        tokens.append(f"optim={plain(get('optim'))}")
         if get("preference_method"):  # preference.yaml: none without a preference phase
-            tokens.append(f"preference={engine.show(get('preference_method'))}")
+            tokens.append(f"preference={plain(get('preference_method'))}")
         tokens += [f"warn={w.token}" for w in self.warnings]
         return ", ".join(tokens)
 
@@ -122,12 +125,12 @@ def make_plans(
     """
     target_name, profile = resolve_target(rules, target)
     base = resolve_base(document, rules)
-    common = {**base.facts(), **facts.target_facts(target_name, profile, processes)}
-    rows = script_rows(document)
+    common = {**base.facts(), **gather.target_facts(target_name, profile, processes)}
+    rows = tuple(script_rows(document))
     system_prompt = effective_system_prompt(document, base)
     plans = []
     for adapter in document.adapter_names:
-        known = {**common, **facts.document_facts(document, adapter)}
+        known = {**common, **gather.document_facts(document, adapter)}
         known.update(rules.optimizer_facts(str(known["training.optimizer"])))
         outcome = engine.evaluate(rules, known)
         plans.append(
@@ -149,8 +152,9 @@ def make_plans(
                 system_prompt=system_prompt,
                 export=document.frontmatter.export.model_dump(),
                 sources=document.sources,
+                script_rows=rows,
                 rows=row_counts(
-                    rows,
+                    list(rows),
                     adapter,
                     outcome.fields.get("seed"),
                     outcome.fields.get("eval_fraction"),
@@ -171,6 +175,13 @@ def effective_system_prompt(document: Document, base: basemodels.BaseModel) -> d
     if base.chat_system_default:
         return {"text": base.chat_system_default, "source": "chat template default"}
     return {"text": None, "source": "none known before the run"}
+
+
+def describe_system_prompt(system_prompt: dict[str, object] | None) -> str:
+    """`"text" (source)`, or the source alone when there is no text."""
+    if not system_prompt or system_prompt.get("text") is None:
+        return str((system_prompt or {}).get("source", "none"))
+    return f"{system_prompt['text']!r} ({system_prompt['source']})"
 
 
 def requirements_of(plans: list[Plan]) -> tuple[str, ...]:

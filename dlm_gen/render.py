@@ -24,7 +24,6 @@ from pathlib import Path
 from dlm_gen import __version__
 from dlm_gen.document import Document
 from dlm_gen.errors import DlmError
-from dlm_gen.explain import describe_system_prompt
 from dlm_gen.launch import launch_command, sbatch_name, sbatch_text
 from dlm_gen.limits import limits
 from dlm_gen.literals import (
@@ -36,12 +35,11 @@ from dlm_gen.literals import (
     python_literal,
     visible,
 )
-from dlm_gen.plan import Plan, requirements_of
+from dlm_gen.plan import Plan, describe_system_prompt, requirements_of
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import RuleSet
 from dlm_gen.runtime.rows import embedded_rows_digest
 from dlm_gen.runtime_text import END_LINE, runtime_text
-from dlm_gen.split import script_rows
 
 TEMPLATE = "train.py.j2"
 HASH_LENGTH = 12
@@ -146,7 +144,7 @@ def _context(
     fields = plans[0].fields
     processes, nodes = fields["processes"], fields["nodes"]
     target = {"name": plans[0].target, **plans[0].target_profile}
-    rows = script_rows(document)
+    rows = list(plans[0].script_rows)  # the document's, built once when it was planned
     warnings = _warnings(plans)
     reasons = [
         {

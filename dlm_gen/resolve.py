@@ -17,6 +17,7 @@ from dlm_gen.document import Document
 from dlm_gen.errors import DlmError
 from dlm_gen.limits import limits
 from dlm_gen.rules import RuleSet
+from dlm_gen.shown import clipped
 
 HOST_TARGET = "host"
 # `2x8xh100`: two nodes of the `8xh100` profile (`--nodes 2 --target 8xh100` says the same).
@@ -40,7 +41,8 @@ def with_nodes(name: str | None, nodes: int | None, rules: RuleSet) -> str | Non
             "--nodes",
             None,
             None,
-            f"--nodes {nodes} contradicts --target {_shown(name)}, which names {written[0]} nodes",
+            f"--nodes {nodes} contradicts --target {clipped(name, _SHOWN_CHARS)}, which names "
+            f"{written[0]} nodes",
         )
     profile = written[1] if written is not None else name
     resolve_target(rules, profile)  # an unknown profile is an error in the words written
@@ -77,15 +79,10 @@ def _node_count(digits: str, name: str) -> int:
             "--target",
             None,
             None,
-            f"'{_shown(name)}' spans more than {cap} nodes, the most a plan may "
+            f"'{clipped(name, _SHOWN_CHARS)}' spans more than {cap} nodes, the most a plan may "
             "(rules/limits.yaml max_nodes)",
         )
     return int(digits)
-
-
-def _shown(text: str) -> str:
-    """A target name as a message quotes it: at most _SHOWN_CHARS characters."""
-    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, object]]:
@@ -116,7 +113,8 @@ def resolve_target(rules: RuleSet, name: str | None) -> tuple[str, dict[str, obj
         "--target",
         None,
         None,
-        f"unknown target '{_shown(name)}'{hint} (known: {', '.join(sorted(rules.targets))}, "
+        f"unknown target '{clipped(name, _SHOWN_CHARS)}'{hint} "
+        f"(known: {', '.join(sorted(rules.targets))}, "
         "host; N nodes of one: Nx<name> or Nx(<name>), e.g. 2x8xh100)",
     )
 

@@ -27,6 +27,7 @@ from dlm_gen.rulemodel import (
     Rule,
     Table,
 )
+from dlm_gen.shown import quoted
 
 
 def schema_problems(label: str, document: yamlsrc.SourcedYaml) -> list[str]:
@@ -234,9 +235,9 @@ def check_reads_within(table: Table) -> list[str]:
 
 def _show(value: object) -> str:
     if isinstance(value, FactRef):
-        default = f", default {json.dumps(value.default)}" if value.has_default else ""
+        default = f", default {quoted(value.default)}" if value.has_default else ""
         return f"fact {value.fact}{default}"
-    return json.dumps(value)
+    return quoted(value)
 
 
 def evaluation_order(

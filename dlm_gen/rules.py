@@ -13,6 +13,7 @@ import difflib
 import functools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlm_gen import conditions, rulecache, rulechecks, yamlsrc
@@ -100,70 +101,124 @@ def _report(problems: list[str]) -> str:
     return "broken rule tables:\n" + "\n".join(f"  {p}" for p in problems)
 
 
-def _build(
-    loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str, checked: bool = False
-) -> RuleSet:
-    tables: list[Table] = []
-    base_models: dict[str, dict] = {}
-    unsupported_bases: dict[str, dict] = {}
-    model_lines: dict[str, str] = {}  # base model key -> "rules/base_models.yaml:LINE"
-    architectures: dict[str, dict] = {}
-    targets: dict[str, dict] = {}
-    verdicts: list[dict] = []
-    memory_table: dict | None = None
+@dataclass
+class _Collected:
+    """What the tables of each kind contribute, gathered before the set is proven."""
+
+    sets: dict[str, tuple]
+    checked: bool
+    tables: list[Table] = field(default_factory=list)
+    base_models: dict[str, dict] = field(default_factory=dict)
+    unsupported_bases: dict[str, dict] = field(default_factory=dict)
+    model_lines: dict[str, str] = field(default_factory=dict)  # key -> "rules/x.yaml:LINE"
+    architectures: dict[str, dict] = field(default_factory=dict)
+    targets: dict[str, dict] = field(default_factory=dict)
     default_target: str | None = None
-    vocabulary: dict[str, tuple[str, ...]] = {}
-    optimizers: dict[str, dict] = {}
-    problems: list[str] = []
-    sets, set_problems = _named_sets(loaded)
-    problems.extend(set_problems)
-    for label, document in loaded:
-        value = document.value
-        kind = value["kind"]
-        if kind == "rules":
-            tables.append(_table(label, document, checked, sets))
-        elif kind == "base_models":
-            base_models.update(value["models"])
-            unsupported_bases.update(value.get("unsupported", {}))
-            for key in value["models"]:
-                model_lines[key] = f"{label}:{document.line_of(('models', key, 'model_type'))}"
-        elif kind == "architectures":
-            architectures.update(value["model_types"])
-        elif kind == "vocabulary":
-            vocabulary.update({k: tuple(v) for k, v in value["fields"].items()})
-        elif kind == "optimizers":
-            optimizers.update(value["optimizers"])
-            tables.append(_optimizer_table(label, document, checked))
-        elif kind in ("limits", "sets"):
-            continue  # limits: read by dlm_gen.limits; sets: resolved into the rows
-        elif kind == "verdicts":
-            verdicts.extend(value["verdicts"])
-        elif kind == "memory":
-            memory_table = value
-        else:
-            targets.update(value["targets"])
-            default_target = value["default"]
-            if default_target not in value["targets"]:
-                line = document.line_of(("default",))
-                problems.append(f"{label}:{line}: default target '{default_target}' is not listed")
-    if default_target is None:
+    verdicts: list[dict] = field(default_factory=list)
+    memory: dict | None = None
+    vocabulary: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    optimizers: dict[str, dict] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _read_rules(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    into.tables.append(_table(label, document, into.checked, into.sets))
+
+
+def _read_base_models(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    value = document.value
+    into.base_models.update(value["models"])
+    into.unsupported_bases.update(value.get("unsupported", {}))
+    for key in value["models"]:
+        into.model_lines[key] = f"{label}:{document.line_of(('models', key, 'model_type'))}"
+
+
+def _read_architectures(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    into.architectures.update(document.value["model_types"])
+
+
+def _read_vocabulary(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    into.vocabulary.update({k: tuple(v) for k, v in document.value["fields"].items()})
+
+
+def _read_optimizers(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    into.optimizers.update(document.value["optimizers"])
+    into.tables.append(_optimizer_table(label, document, into.checked))
+
+
+def _read_verdicts(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    into.verdicts.extend(document.value["verdicts"])
+
+
+def _read_memory(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    into.memory = document.value
+
+
+def _read_targets(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    value = document.value
+    into.targets.update(value["targets"])
+    into.default_target = value["default"]
+    if into.default_target not in value["targets"]:
+        line = document.line_of(("default",))
+        into.problems.append(
+            f"{label}:{line}: default target '{into.default_target}' is not listed"
+        )
+
+
+def _read_elsewhere(into: _Collected, label: str, document: yamlsrc.SourcedYaml) -> None:
+    """limits: read by dlm_gen.limits; sets: resolved into the rows that name them."""
+
+
+# Each kind of table (its `kind:`, which the schema restricts to these) and what reads it.
+_READERS = {
+    "rules": _read_rules,
+    "base_models": _read_base_models,
+    "architectures": _read_architectures,
+    "vocabulary": _read_vocabulary,
+    "optimizers": _read_optimizers,
+    "verdicts": _read_verdicts,
+    "memory": _read_memory,
+    "targets": _read_targets,
+    "limits": _read_elsewhere,
+    "sets": _read_elsewhere,
+}
+
+
+def _missing_parts(collected: _Collected) -> list[str]:
+    """What a rule set must have, and what its base models must agree on."""
+    problems = []
+    if collected.default_target is None:
         problems.append("rules/: no targets table (kind: targets)")
-    for key, entry in base_models.items():
-        if entry["model_type"] not in architectures and "target_modules" not in entry:
+    for key, entry in collected.base_models.items():
+        if entry["model_type"] not in collected.architectures and "target_modules" not in entry:
             problems.append(
-                f"{model_lines.get(key, 'rules/')}: models/{key}/model_type: "
+                f"{collected.model_lines.get(key, 'rules/')}: models/{key}/model_type: "
                 f"'{entry['model_type']}' is not a family of architectures.yaml and the model "
                 "lists no target_modules"
             )
-    for key in sorted(set(base_models) & set(unsupported_bases)):
-        problems.append(f"{model_lines[key]}: models/{key}: also listed under unsupported")
-    if not vocabulary:
+    for key in sorted(set(collected.base_models) & set(collected.unsupported_bases)):
+        problems.append(
+            f"{collected.model_lines[key]}: models/{key}: also listed under unsupported"
+        )
+    if not collected.vocabulary:
         problems.append("rules/: no vocabulary table (kind: vocabulary)")
-    if not optimizers:
+    if not collected.optimizers:
         problems.append("rules/: no optimizers table (kind: optimizers)")
+    return problems
+
+
+def _build(
+    loaded: list[tuple[str, yamlsrc.SourcedYaml]], version: str, checked: bool = False
+) -> RuleSet:
+    sets, set_problems = _named_sets(loaded)
+    collected = _Collected(sets, checked, problems=set_problems)
+    for label, document in loaded:
+        _READERS[document.value["kind"]](collected, label, document)
+    problems = collected.problems + _missing_parts(collected)
     if problems:
         raise RulesError(_report(problems))
-    vocabulary["optimizer"] = tuple(optimizers)
+    tables, memory_table, optimizers = collected.tables, collected.memory, collected.optimizers
+    vocabulary = {**collected.vocabulary, "optimizer": tuple(optimizers)}
     models = frontmatter_models(vocabulary)
     plan_domains = _plan_domains(tables)
     providers = list(MEMORY_PROVIDERS) if memory_table is not None else []
@@ -188,14 +243,14 @@ def _build(
     ordered_tables = [step for step in order if isinstance(step, Table)]
     return RuleSet(
         tables=tuple(ordered_tables),
-        base_models=base_models,
-        unsupported_bases=unsupported_bases,
-        architectures=architectures,
-        targets=targets,
-        default_target=default_target or "",
+        base_models=collected.base_models,
+        unsupported_bases=collected.unsupported_bases,
+        architectures=collected.architectures,
+        targets=collected.targets,
+        default_target=collected.default_target or "",
         plan_fields=tuple(name for table in ordered_tables for name in sorted(table.sets)),
         version=version,
-        verdicts=tuple(verdicts),
+        verdicts=tuple(collected.verdicts),
         memory=memory_table,
         order=tuple(step.name for step in order),
         vocabulary=vocabulary,

@@ -44,8 +44,8 @@ from dlm_gen.errors import Problem
 from dlm_gen.files import InputFileError, read_bounded
 from dlm_gen.globs import GlobError, GlobSet, compile_glob, parse_glob
 from dlm_gen.limits import limits
-from dlm_gen.literals import one_line
 from dlm_gen.schema_blocks import SourceDirective
+from dlm_gen.shown import one_line
 
 BINARY_PROBE_BYTES = 1024  # grep's heuristic: a NUL byte in the first KiB
 # Why a file is skipped, and how the header and `explain` say it.

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from dlm_gen.errors import DlmError, Problem
+from dlm_gen.shown import clipped
 
 Path = tuple[str | int, ...]
 # Collections are built here, not by PyYAML, so their tags are checked here too.
@@ -213,7 +214,7 @@ class _Builder:
                 return None
         elif tag not in SCALAR_TAGS:
             return f"YAML tag {tag.replace(_TAG, '!!')} is not allowed: only plain scalars"
-        shown = _shown(text)
+        shown = repr(clipped(text, _SHOWN_CHARS))
         radix = _RADIX.fullmatch(text)
         if radix:
             name = _RADIX_NAMES[radix["letter"].lower()]
@@ -266,11 +267,6 @@ class _Builder:
             self.lines[(*path, key)] = key_line
             result[key] = self.build(value_node, (*path, key))
         return result
-
-
-def _shown(text: str) -> str:
-    """A scalar as a message quotes it: at most _SHOWN_CHARS characters of it."""
-    return repr(text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "...")
 
 
 def _decimal(text: str) -> str:

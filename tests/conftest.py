@@ -15,7 +15,7 @@ from hypothesis import settings
 os.environ.setdefault("DLM_GEN_CACHE_DIR", tempfile.mkdtemp(prefix="dlm-gen-cache-"))
 
 from dlm_gen.cli import main
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import Plan, make_plans
 from dlm_gen.rules import load_rules
 
@@ -72,7 +72,7 @@ def plan_of(
 ) -> Plan:
     """The single plan of a one-adapter document with these training settings."""
     path = write_dlm(directory, {"base_model": base, "training": training or {}}, body)
-    [plan] = make_plans(load_document(path), load_rules(), target)
+    [plan] = make_plans(read_document(path), load_rules(), target)
     return plan
 
 

@@ -1,6 +1,7 @@
 """The body parser: sections, rows, tags, code blocks and line numbers."""
 
-from dlm_gen.document import InstructionRow, PreferenceRow, TextRow, load_document
+from dlm_gen.document import InstructionRow, PreferenceRow, TextRow
+from dlm_gen.pipeline import read_document
 from tests.conftest import write_dlm
 
 BODY = """Intro prose line one.
@@ -37,7 +38,7 @@ Closing prose.
 def test_sections_rows_and_lines(tmp_path):
     front = {"base_model": "smollm2-135m", "training": {"adapters": {"tone": {}}}}
     path = write_dlm(tmp_path, front, BODY)
-    document = load_document(path)
+    document = read_document(path)
     lines = path.read_text().splitlines()
     body_start = lines.index("Intro prose line one.") + 1
     kinds = [(s.kind, s.adapter) for s in document.sections]
@@ -63,7 +64,7 @@ def test_sections_rows_and_lines(tmp_path):
 
 def test_empty_body_gives_no_sections(tmp_path):
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m"}, "")
-    assert load_document(path).sections == ()
+    assert read_document(path).sections == ()
 
 
 def test_adapter_settings_merge_over_flat_training(tmp_path):
@@ -71,7 +72,7 @@ def test_adapter_settings_merge_over_flat_training(tmp_path):
         "base_model": "smollm2-135m",
         "training": {"optimizer": "galore_adamw", "adapters": {"a": {"adapter": "dora"}}},
     }
-    document = load_document(write_dlm(tmp_path, front))
+    document = read_document(write_dlm(tmp_path, front))
     settings = document.training.for_adapter("a")
     assert settings["adapter"] == "dora"
     assert settings["optimizer"] == "galore_adamw"
@@ -81,12 +82,12 @@ def test_adapter_settings_merge_over_flat_training(tmp_path):
 def test_exponent_float_without_dot_is_a_float(tmp_path):
     path = tmp_path / "lr.dlm"
     path.write_text("---\nbase_model: smollm2-135m\ntraining:\n  learning_rate: 5e-5\n---\nx\n")
-    assert load_document(path).training.learning_rate == 5e-5
+    assert read_document(path).training.learning_rate == 5e-5
 
 
 def test_field_lines_point_at_keys(tmp_path):
     path = tmp_path / "lines.dlm"
     path.write_text("---\nbase_model: smollm2-135m\ntraining:\n  optimizer: galore_adamw\n---\n")
-    document = load_document(path)
+    document = read_document(path)
     assert document.line_of("training.optimizer") == 4
     assert document.line_of("training.lora_r") == 3  # unset: its parent's line

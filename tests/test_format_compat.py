@@ -48,13 +48,13 @@ def test_format_versions_up_to_the_dlm_tools_current_are_read(tmp_path):
 
 
 def test_a_version_1_dpo_block_is_migrated_to_preference_in_memory(tmp_path):
-    from dlm_gen.document import load_document
+    from dlm_gen.pipeline import read_document
 
     dpo = {"enabled": True, "beta": 0.2, "loss_type": "ipo", "reference": "pre_dpo_adapter"}
     path = write_dlm(
         tmp_path, {"dlm_version": 1, "base_model": "smollm2-135m", "training": {"dpo": dpo}}
     )
-    preference = load_document(path).training.preference
+    preference = read_document(path).training.preference
     assert preference.enabled is True and preference.method == "dpo"
     assert preference.hyperparams.beta == 0.2 and preference.loss_type == "ipo"
     assert preference.reference == "pre_adapter"
@@ -76,13 +76,13 @@ def test_a_version_1_dpo_block_is_migrated_to_preference_in_memory(tmp_path):
 
 
 def test_the_preference_block_is_accepted_with_the_formats_defaults(tmp_path):
-    from dlm_gen.document import load_document
+    from dlm_gen.pipeline import read_document
 
     path = write_dlm(
         tmp_path,
         {"base_model": "smollm2-135m", "training": {"preference": {"method": "orpo"}}},
     )
-    preference = load_document(path).training.preference
+    preference = read_document(path).training.preference
     assert (preference.enabled, preference.loss_type, preference.reference) == (
         None,
         "sigmoid",
@@ -134,10 +134,10 @@ The sum of two and two is four.
 
 
 def test_the_markers_the_dlm_tool_writes_are_metadata_not_text(tmp_path):
-    from dlm_gen.document import load_document
+    from dlm_gen.pipeline import read_document
 
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m"}, MARKED_BODY)
-    rows = load_document(path).rows
+    rows = read_document(path).rows
     assert [type(row).__name__ for row in rows] == ["TextRow", "InstructionRow", "PreferenceRow"]
     assert rows[1].question == "What does DGEMM do?" and "dlm-auto" not in rows[2].prompt
     wrong = MARKED_BODY.replace(

@@ -132,6 +132,8 @@ def plant_receipt(rules: Path | None, cache_dir: Path, kind: str) -> None:
         return
     texts = []
     for table in sorted(rules.glob("*.yaml")):
+        if not table.is_file():  # a FIFO would block this read (the load refuses it unread)
+            return
         try:
             texts.append((table.name, table.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError):

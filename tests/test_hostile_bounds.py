@@ -24,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlm_gen import basemodels, globs, literals, render, yamlsrc
-from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError
 from dlm_gen.globs import GlobError, GlobSet, compile_glob
+from dlm_gen.pipeline import read_document
 from dlm_gen.scripts import parse_header, remove_replaced
 from tests.conftest import TINY_LLAMA_CONFIG, write_dlm
 from tests.test_sources import document_with, tree
@@ -67,7 +67,7 @@ def test_fence_lines_behind_any_whitespace_still_open_sections(tmp_path):
         "\u3000::instruction::\n### Q\nWhat?\n### A\nThat.\n"
         "\x1c::prose::\n\u00a0```\n::instruction::\n```\nCode is prose.\n"
     )
-    document = load_document(write_dlm(tmp_path, {"base_model": "smollm2-135m"}, body))
+    document = read_document(write_dlm(tmp_path, {"base_model": "smollm2-135m"}, body))
     assert [section.kind for section in document.sections] == ["prose", "instruction", "prose"]
     assert "::instruction::" in document.sections[2].rows[0].text
 
@@ -118,12 +118,12 @@ def test_glob_work_past_the_cap_refuses_the_directive_at_its_line(tmp_path, caps
     path = document_with(tmp_path, {"path": "notes", "include": ["**/*.md", "*[a-z]?*"]})
     caps("max_glob_work", 500)
     with pytest.raises(DlmError) as caught:
-        load_document(path)
+        read_document(path)
     (problem,) = caught.value.problems
     assert problem.field == "training.sources.0.path"
     assert "rules/limits.yaml max_glob_work" in problem.message
     caps("max_glob_work", 1_000_000)
-    assert len(load_document(path).sources[0].files) == 200
+    assert len(read_document(path).sources[0].files) == 200
 
 
 def test_the_work_of_a_computed_move_grows_with_the_automaton():

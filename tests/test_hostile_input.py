@@ -54,14 +54,14 @@ def test_an_unclosed_code_block_is_reported_at_its_opening_line(tmp_path, cli):
 
 
 def test_a_closed_code_block_keeps_headings_inside_it_as_text(tmp_path):
-    from dlm_gen.document import load_document
+    from dlm_gen.pipeline import read_document
 
     body = (
         "::instruction::\n### Q\nShow a heading\n### A\n~~~markdown\n### Q\n```\n~~~\n"
         "### Q\nSecond?\n### A\nYes.\n"
     )
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m"}, body)
-    rows = load_document(path).rows
+    rows = read_document(path).rows
     assert len(rows) == 2
     assert rows[0].answer == "~~~markdown\n### Q\n```\n~~~"
 

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlm_gen.document import load_document
 from dlm_gen.literals import is_hidden, python_literal
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import comment_text, render_plans
 from dlm_gen.rules import load_rules
@@ -75,7 +75,7 @@ def render(directory: Path, system_prompt, base, prose, question, answer) -> str
     path = directory / "doc.dlm"
     frontmatter = yaml.safe_dump(front, default_style='"', allow_unicode=True)
     path.write_text("---\n" + frontmatter + "---\n" + body, encoding="utf-8")
-    document = load_document(path)
+    document = read_document(path)
     return render_plans(document, make_plans(document, RULES, "cpu"), RULES).text, document
 
 
@@ -141,7 +141,7 @@ def test_literals_show_no_hidden_character(text):
 def test_a_document_name_with_hidden_characters_is_escaped_in_the_header(tmp_path):
     path = tmp_path / "a\u3164b\u202e.dlm"
     path.write_text(dlm_text({"base_model": "smollm2-135m"}))
-    document = load_document(path)
+    document = read_document(path)
     text = render_plans(document, make_plans(document, RULES, "cpu"), RULES, tmp_path).text
     header = text.split('"""')[0]
     assert "a\\u3164b\\u202e.dlm" in header

@@ -16,9 +16,9 @@ import pytest
 
 from dlm_gen import rulecache, yamlsrc
 from dlm_gen import rules as rules_module
-from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError, RulesError
 from dlm_gen.limits import limits
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.resources import data_dir
 from tests.conftest import EXAMPLES, plan_of, write_dlm
@@ -218,7 +218,7 @@ def test_every_shipped_table_and_example_still_loads(monkeypatch):
         rules_module.forget_loaded_rules()
     assert rules.rule("batch-does-not-fit")
     for example in sorted(EXAMPLES.glob("*.dlm")):
-        assert load_document(example).rows, example
+        assert read_document(example).rows, example
 
 
 # --- messages: every placeholder names a fact; advice fits the plan -------------------
@@ -262,7 +262,7 @@ def refusal_of(tmp_path, frontmatter, target, body=None):
     path = write_dlm(tmp_path, frontmatter, *(() if body is None else (body,)))
     return [
         (r.id, " ".join(r.message.split()))
-        for plan in make_plans(load_document(path), rules_module.load_rules(), target)
+        for plan in make_plans(read_document(path), rules_module.load_rules(), target)
         for r in plan.refusals
     ]
 
@@ -327,7 +327,7 @@ def test_such_a_heading_in_a_code_block_is_text(tmp_path):
         "rejected text.\n", "rejected text.\n```\n"
     )
     path = write_dlm(tmp_path, SMOL, fenced)
-    [row] = [r for r in load_document(path).rows if hasattr(r, "rejected")]
+    [row] = [r for r in read_document(path).rows if hasattr(r, "rejected")]
     assert "### Q" in row.rejected
 
 

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
 from tests.conftest import write_dlm
@@ -18,7 +18,7 @@ FULL_70B = {"base_model": "llama-3.3-70b", "training": {"adapter": "full"}}
 
 def plan_for(tmp_path, frontmatter, target, processes=None):
     path = write_dlm(tmp_path, frontmatter)
-    [plan] = make_plans(load_document(path), load_rules(), target, processes)
+    [plan] = make_plans(read_document(path), load_rules(), target, processes)
     return plan
 
 

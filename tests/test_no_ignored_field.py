@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
@@ -68,7 +68,7 @@ COVERED_ELSEWHERE = {
 def render(tmp_path, training, **top):
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m", **top, "training": training})
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     return render_plans(document, make_plans(document, rules, "cpu"), rules).text
 
 
@@ -118,7 +118,7 @@ def test_system_prompt_and_base_reach_the_script(tmp_path):
     assert 'SYSTEM_PROMPT = "Be brief."' in render(tmp_path, {}, system_prompt="Be brief.")
     path = write_dlm(tmp_path, {"base_model": "qwen2.5-0.5b"})
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     render_base = render_plans(document, make_plans(document, rules, "cpu"), rules).text
     assert '"path": "Qwen/Qwen2.5-0.5B-Instruct"' in render_base
 
@@ -162,7 +162,7 @@ def render_flow(tmp_path, training) -> str:
     front = "\n".join(["base_model: smollm2-135m", "training:", *lines])
     path.write_text("---\n" + front + "\n---\n" + DEFAULT_BODY)
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     return render_plans(document, make_plans(document, rules, "cpu"), rules).text
 
 
@@ -210,7 +210,7 @@ def test_every_plan_line_names_the_rule_explain_names(example, target):
     from tests.conftest import EXAMPLES, plan_comments
 
     rules = load_rules()
-    document = load_document(EXAMPLES / example)
+    document = read_document(EXAMPLES / example)
     plans = make_plans(document, rules, target)
     text = render_plans(document, plans, rules).text
     comments = plan_comments(text)

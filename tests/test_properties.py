@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
-from dlm_gen.document import load_document
 from dlm_gen.launch import launch_command
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.resolve import with_nodes
 from dlm_gen.rules import load_rules
@@ -89,7 +89,7 @@ def documents(draw):
 def plans_for(frontmatter, body, target):
     path = WORKDIR / "doc.dlm"
     path.write_text(dlm_text(frontmatter, body), encoding="utf-8")
-    return make_plans(load_document(path), RULES, target)
+    return make_plans(read_document(path), RULES, target)
 
 
 def reason_tokens(reason: str) -> list[tuple[str, str]]:
@@ -216,7 +216,7 @@ def test_nodes_multiply_processes_and_only_several_nodes_rendezvous(
     path = WORKDIR / "doc.dlm"
     path.write_text(dlm_text(frontmatter, body), encoding="utf-8")
     named = with_nodes(target, nodes, RULES)
-    plans = make_plans(load_document(path), RULES, named, processes)
+    plans = make_plans(read_document(path), RULES, named, processes)
     per_node = processes or max(1, RULES.targets[target]["gpu_count"])
     for plan in plans:
         if plan.refused:

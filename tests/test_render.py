@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dlm_gen import render as render_module
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import load_rules
@@ -23,7 +23,7 @@ GALORE = EXAMPLES / "galore-smollm2.dlm"
 
 def rendered_text(path, target="cpu", rules_dir=None):
     rules = load_rules(rules_dir)
-    document = load_document(path)
+    document = read_document(path)
     return render_module.render_plans(document, make_plans(document, rules, target), rules)
 
 

@@ -11,8 +11,8 @@ import itertools
 import json
 import shutil
 
-from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.resources import data_dir
 from dlm_gen.rules import load_rules
@@ -112,7 +112,7 @@ def fired_ids(rules, directory) -> set[str]:
             front = json.dumps({"base_model": base, "training": training})
             path.write_text(f"---\n{front}\n---\n{body}")
             try:
-                document = load_document(path)
+                document = read_document(path)
             except DlmError:
                 continue
             for target, processes in itertools.product(TARGETS, (None, 2)):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLES, script_plans, write_dlm
 
 def plan_for(tmp_path, training=None, base="smollm2-135m", target="cpu", processes=None):
     path = write_dlm(tmp_path, {"base_model": base, "training": training or {}})
-    [plan] = make_plans(load_document(path), load_rules(), target, processes)
+    [plan] = make_plans(read_document(path), load_rules(), target, processes)
     return plan
 
 
@@ -57,7 +57,7 @@ def test_layerwise_galore_refuses_several_processes(tmp_path):
 def test_launch_command_and_fsdp_config_in_the_script(tmp_path):
     path = write_dlm(tmp_path, {"base_model": "llama-3.1-8b", "training": {"adapter": "full"}})
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     text = render_plans(document, make_plans(document, rules, "8xh100"), rules).text
     assert "# Launch:       torchrun --nproc_per_node 8 train_" in text  # plan.launcher
     [plan] = script_plans(text)
@@ -97,7 +97,7 @@ def script_parts(tmp_path, training, base, target, processes=None):
     """The script's text and its plans, for a plan rendered for CUDA ranks."""
     path = write_dlm(tmp_path, {"base_model": base, "training": training})
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     text = render_plans(document, make_plans(document, rules, target, processes), rules).text
     return text, script_plans(text)
 

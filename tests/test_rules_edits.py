@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
 from tests.conftest import write_dlm
@@ -17,7 +17,8 @@ def galore_plan(tmp_path, rules_dir, target="a100-80gb"):
     path = write_dlm(
         tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "galore_adamw"}}
     )
-    [plan] = make_plans(load_document(path), load_rules(rules_dir), target)
+    rules = load_rules(rules_dir)
+    [plan] = make_plans(read_document(path, rules=rules), rules, target)
     return plan
 
 
@@ -99,14 +100,14 @@ def test_adding_an_optimizer_is_one_table_entry(tmp_path, rules_copy):
     path = write_dlm(
         tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "adafactor"}}
     )
-    [plan] = make_plans(load_document(path, models=rules.models()), rules, "h100")
+    [plan] = make_plans(read_document(path, rules=rules), rules, "h100")
     assert plan.fields["optim"] == "adafactor" and not plan.refused
     assert {d.field: d.rule for d in plan.decisions}["optim"] == "optim-adafactor"
     assert plan.fields["galore"] is False  # not in the galore family: no GaLore knob
     # The memory estimate prices its state from the entry: 4 bytes, half of AdamW's 8.
     (tmp_path / "b").mkdir()
     [adamw] = make_plans(
-        load_document(write_dlm(tmp_path / "b", {"base_model": "smollm2-135m"})), rules, "h100"
+        read_document(write_dlm(tmp_path / "b", {"base_model": "smollm2-135m"})), rules, "h100"
     )
     assert plan.memory["memory.optimizer_gb"] == pytest.approx(
         adamw.memory["memory.optimizer_gb"] / 2, rel=0.02
@@ -115,7 +116,7 @@ def test_adding_an_optimizer_is_one_table_entry(tmp_path, rules_copy):
     assert "adafactor" in enum["optimizer"]["enum"]
     # With the shipped tables the same document is invalid: the name is not in the vocabulary.
     with pytest.raises(DlmError, match="optimizer"):
-        load_document(path)
+        read_document(path)
 
 
 @pytest.mark.parametrize("column", ["state_bytes", "hf_name", "needs_cuda", "why"])
@@ -139,7 +140,7 @@ def test_a_vocabulary_value_without_rows_is_caught_by_the_engine(tmp_path, rules
     )
     rules = load_rules(rules_copy)
     path = write_dlm(tmp_path, {"base_model": "smollm2-135m", "training": {"adapter": "vera"}})
-    [plan] = make_plans(load_document(path, models=rules.models()), rules, "h100")
+    [plan] = make_plans(read_document(path, rules=rules), rules, "h100")
     refused = {r.id: r.message for r in plan.refusals}
     assert "undecided-plan-field" in refused, refused
     assert "the rule tables have a gap" in refused["undecided-plan-field"]
@@ -157,7 +158,7 @@ def test_a_new_galore_variant_is_one_entry_for_every_galore_row(tmp_path, rules_
     path = write_dlm(
         tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": "galore_custom"}}
     )
-    [plan] = make_plans(load_document(path, models=rules.models()), rules, "h100")
+    [plan] = make_plans(read_document(path, rules=rules), rules, "h100")
     assert plan.fields["galore"] is True
     assert plan.fields["optim_target_modules"] == [".*attn.*", ".*mlp.*"]  # the default
     assert "warn=galore-small-base(135M<1B)" in plan.reason()
@@ -171,7 +172,7 @@ def test_a_document_knob_wins_over_the_rows_default(tmp_path):
             "training": {"optimizer": "galore_adamw", "galore_rank": 16},
         },
     )
-    [plan] = make_plans(load_document(path), load_rules(), "h100")
+    [plan] = make_plans(read_document(path), load_rules(), "h100")
     assert (plan.fields["galore_rank"], plan.fields["galore_scale"]) == (16, 0.25)
     decided = {d.field: d.rule for d in plan.decisions}
     assert decided["galore_rank"] == decided["galore_scale"] == "galore-on"
@@ -192,7 +193,7 @@ def test_a_named_set_is_declared_once_and_read_by_rows(tmp_path, rules_copy):
         path = write_dlm(
             tmp_path, {"base_model": "smollm2-135m", "training": {"optimizer": optimizer}}
         )
-        [plan] = make_plans(load_document(path), rules, "h100")
+        [plan] = make_plans(read_document(path), rules, "h100")
         assert ("optim-no-8bit" in {r.id for r in plan.refusals}) is refused
 
 

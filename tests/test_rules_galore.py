@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
 from dlm_gen.runtime.sft import galore_optim_args
@@ -58,9 +58,9 @@ def test_layerwise_refuses_multi_process(tmp_path):
         tmp_path,
         {"base_model": "smollm2-135m", "training": {"optimizer": "galore_adamw_layerwise"}},
     )
-    [plan] = make_plans(load_document(path), load_rules(), "h100", processes=8)  # 8 ranks
+    [plan] = make_plans(read_document(path), load_rules(), "h100", processes=8)  # 8 ranks
     assert "optim-layerwise-single-process" in [r.id for r in plan.refusals]
-    [single] = make_plans(load_document(path), load_rules(), "h100")
+    [single] = make_plans(read_document(path), load_rules(), "h100")
     assert "optim-layerwise-single-process" not in [r.id for r in single.refusals]
 
 

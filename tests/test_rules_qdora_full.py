@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.rules import load_rules
 from tests.conftest import plan_of, rendered_script, script_plans, write_dlm
@@ -59,7 +59,7 @@ def test_per_adapter_use_dora(tmp_path):
         "base_model": "smollm2-135m",
         "training": {"adapters": {"a": {"adapter": "qlora", "use_dora": True}, "b": {}}},
     }
-    document = load_document(write_dlm(tmp_path, front))
+    document = read_document(write_dlm(tmp_path, front))
     plans = {p.adapter_name: p for p in make_plans(document, load_rules(), "cpu")}
     assert plans["a"].fields["adapter"] == "qdora" and not plans["a"].refused
     assert plans["b"].fields["use_dora"] is False

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.resources import data_dir
@@ -131,7 +131,7 @@ def example_scripts(directory: Path) -> list[tuple[str, str]]:
     rules = load_rules()
     rendered = []
     for path in sorted((directory / "examples").glob("*.dlm")):
-        document = load_document(path)
+        document = read_document(path)
         plans = make_plans(document, rules, None)
         if any(plan.refused for plan in plans):
             plans = make_plans(document, rules, "cpu")

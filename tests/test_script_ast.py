@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dlm_gen.document import load_document
+from dlm_gen.pipeline import read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans
 from dlm_gen.rules import load_rules
@@ -19,7 +19,7 @@ from tests.conftest import plan_comments, script_constant, script_plans, write_d
 def script_text_for(tmp_path, training, target, base="llama-3.2-3b") -> str:
     path = write_dlm(tmp_path, {"base_model": base, "training": training})
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     plans = make_plans(document, rules, target)
     assert not any(plan.refused for plan in plans)
     return render_plans(document, plans, rules).text

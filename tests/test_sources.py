@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlm_gen.document import TextRow, load_document
+from dlm_gen.document import TextRow
 from dlm_gen.errors import DlmError
+from dlm_gen.pipeline import read_document
 from dlm_gen.sources import _glob
 from tests.conftest import EXAMPLES, run_dlm_gen, write_dlm
 
@@ -33,7 +34,7 @@ def document_with(tmp_path: Path, *directives: dict, policy: str = "permissive")
 
 
 def source_rows(path: Path) -> list[TextRow]:
-    return [row for row in load_document(path).rows if getattr(row, "source", None)]
+    return [row for row in read_document(path).rows if getattr(row, "source", None)]
 
 
 def test_each_file_is_one_prose_row_headed_by_its_path_in_lexicographic_order(tmp_path):
@@ -54,7 +55,7 @@ def test_each_file_is_one_prose_row_headed_by_its_path_in_lexicographic_order(tm
     assert rows[0].text == "# source: a.md\n\nFirst,\nwith CRLF.\n"  # BOM and CR gone
     path_line = path.read_text(encoding="utf-8").split("\n").index("  - path: notes") + 1
     assert rows[0].line == path_line and rows[0].adapter is None  # the directive's line
-    (report,) = load_document(path).sources
+    (report,) = read_document(path).sources
     assert report.skipped == {
         "binary": 1,
         "not_utf8": 1,
@@ -82,7 +83,7 @@ def test_include_exclude_and_the_caps(tmp_path):
     assert [r.source for r in source_rows(path)] == ["a.py", "pkg/b.py", "pkg/c.py"]
     path = document_with(tmp_path, {**directive, "max_bytes_per_file": 100, "max_files": 1})
     assert [r.source for r in source_rows(path)] == ["a.py"]
-    (report,) = load_document(path).sources
+    (report,) = read_document(path).sources
     assert report.skipped["over_max_files"] == 2  # cut first, in order
     single = document_with(tmp_path, {"path": "code/README.md"})
     assert [r.text for r in source_rows(single)] == ["# source: README.md\n\nRead me.\n"]
@@ -129,7 +130,7 @@ def test_tilde_is_the_home_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     path = document_with(tmp_path, {"path": "~/notes"})
     assert [r.text for r in source_rows(path)] == ["# source: n.md\n\nFrom home.\n"]
-    assert load_document(path).sources[0].path == "~/notes"  # kept as written
+    assert read_document(path).sources[0].path == "~/notes"  # kept as written
 
 
 def test_strict_policy_confines_paths_and_links_to_the_documents_directory(tmp_path):
@@ -139,10 +140,10 @@ def test_strict_policy_confines_paths_and_links_to_the_documents_directory(tmp_p
     os.symlink(tmp_path / "outside" / "secret.txt", project / "notes" / "link.txt")
     escaping = document_with(project, {"path": "../outside"}, policy="strict")
     with pytest.raises(DlmError, match="resolves outside the document's directory"):
-        load_document(escaping)
+        read_document(escaping)
     linked = document_with(project, {"path": "notes"}, policy="strict")
     with pytest.raises(DlmError, match=r"'notes/link\.txt' is a link to a file outside"):
-        load_document(linked)
+        read_document(linked)
     permissive = document_with(project, {"path": "notes"})
     assert [r.source for r in source_rows(permissive)] == ["link.txt", "ok.md"]
     inside = document_with(project, {"path": "notes", "exclude": ["link.txt"]}, policy="strict")
@@ -156,7 +157,7 @@ def test_sources_count_toward_the_document_size_cap(tmp_path, monkeypatch):
     capped = {**document_module.limits(), "max_document_bytes": 4000}
     monkeypatch.setattr(document_module, "limits", lambda: capped)
     with pytest.raises(DlmError, match="add more text than the document may hold"):
-        load_document(document_with(tmp_path, {"path": "big"}))
+        read_document(document_with(tmp_path, {"path": "big"}))
 
 
 def test_a_bad_directive_is_a_located_schema_error(tmp_path):
@@ -229,11 +230,11 @@ def test_hostile_paths_are_located_errors_or_skips_never_a_hang(tmp_path, writte
     os.mkfifo(tmp_path / "fifo")
     path = document_with(tmp_path, {"path": written})
     if outcome == "unreadable":
-        (report,) = load_document(path).sources
+        (report,) = read_document(path).sources
         assert report.files == () and report.skipped["unreadable"] == 1
         return
     with pytest.raises(DlmError) as raised:
-        load_document(path)
+        read_document(path)
     (problem,) = raised.value.problems
     assert problem.field == "training.sources.0.path" and outcome in problem.message
 
@@ -292,6 +293,6 @@ def test_a_glob_without_wildcards_matches_exactly_its_path(parts):
 def test_the_dlm_tools_per_directory_configs_are_refused_not_trained(tmp_path):
     tree(tmp_path / "repo", {"a.py": b"a = 1\n", "sub/.dlm/ignore": b"*.log\n"})
     with pytest.raises(DlmError, match=r"'repo/sub/\.dlm/ignore' is one of the dlm tool's"):
-        load_document(document_with(tmp_path, {"path": "repo"}))
+        read_document(document_with(tmp_path, {"path": "repo"}))
     excluded = document_with(tmp_path, {"path": "repo", "exclude": ["**/.dlm/**"]})
     assert [r.source for r in source_rows(excluded)] == ["a.py"]

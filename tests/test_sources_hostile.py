@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlm_gen import document as document_module
-from dlm_gen.document import load_document
 from dlm_gen.errors import DlmError
 from dlm_gen.globs import GlobError, GlobSet, compile_glob
 from dlm_gen.limits import limits
+from dlm_gen.pipeline import read_document
 from tests.fuzzing import assert_safe_outcome, run_cli
 from tests.test_sources import document_with, source_rows, tree
 
@@ -104,7 +104,7 @@ def test_a_glob_over_the_length_cap_is_refused_at_its_line(tmp_path):
     long = "x" * (cap + 1)
     path = document_with(tmp_path, {"path": ".", "include": ["*.md", long]})
     with pytest.raises(DlmError) as raised:
-        load_document(path)
+        read_document(path)
     (problem,) = raised.value.problems
     lines = path.read_text(encoding="utf-8").split("\n")
     assert problem.line == lines.index(f"    - {long}") + 1
@@ -117,7 +117,7 @@ def test_too_many_globs_in_one_directive_are_refused(tmp_path):
     include = [f"{n}.md" for n in range(cap)]
     path = document_with(tmp_path, {"path": ".", "include": include, "exclude": ["x"]})
     with pytest.raises(DlmError, match="max_globs_per_source") as raised:
-        load_document(path)
+        read_document(path)
     assert raised.value.problems[0].field == "training.sources.0.include"
 
 
@@ -136,7 +136,7 @@ def test_the_walk_budget_is_shared_by_all_the_directives(tmp_path, monkeypatch):
     monkeypatch.setattr(document_module, "limits", lambda: capped)
     path = document_with(tmp_path, {"path": "notes"}, {"path": "notes"})
     with pytest.raises(DlmError, match="max_source_files_walked") as raised:
-        load_document(path)
+        read_document(path)
     (problem,) = raised.value.problems
     assert problem.field == "training.sources.1.path"  # the second directive overspends
 
@@ -159,9 +159,9 @@ def test_the_output_directory_is_never_a_source_and_check_converges(tmp_path, cl
 def test_a_directive_inside_the_output_directory_reads_nothing(tmp_path):
     tree(tmp_path / "out" / "notes", {"a.md": b"Text.\n"})
     path = document_with(tmp_path, {"path": "out/notes"}, {"path": "out/notes/a.md"})
-    kept = load_document(path, output_dir=tmp_path / "elsewhere")
+    kept = read_document(path, output_dir=tmp_path / "elsewhere")
     assert [row.source for row in kept.rows if getattr(row, "source", None)] == ["a.md", "a.md"]
-    document = load_document(path, output_dir=tmp_path / "out")
+    document = read_document(path, output_dir=tmp_path / "out")
     assert source_rows(path) and not [r for r in document.rows if getattr(r, "source", None)]
     assert all("lies in the output directory" in r.describe() for r in document.sources)
 
@@ -181,5 +181,5 @@ def test_a_symlink_to_the_output_directory_is_not_followed(tmp_path):
     (tmp_path / "out" / "train_old.py").write_text("x = 1\n", encoding="utf-8")
     Path(tmp_path / "project" / "link").symlink_to(tmp_path / "out")
     path = document_with(tmp_path, {"path": "project"})
-    document = load_document(path, output_dir=tmp_path / "out")
+    document = read_document(path, output_dir=tmp_path / "out")
     assert [r.source for r in document.rows if getattr(r, "source", None)] == ["a.md"]

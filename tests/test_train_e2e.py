@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dlm_gen.document import load_document
 from dlm_gen.literals import visible
-from dlm_gen.pipeline import plan_document
+from dlm_gen.pipeline import plan_document, read_document
 from dlm_gen.plan import make_plans
 from dlm_gen.render import render_plans, write_atomically
 from dlm_gen.rules import load_rules
@@ -55,7 +54,7 @@ FAST = {
 def render(directory: Path, base: Path, training: dict, body=BODY, target="cpu") -> Path:
     path = write_dlm(directory, {"base_model": str(base), "training": {**FAST, **training}}, body)
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     plans = make_plans(document, rules, target)
     assert not any(plan.refused for plan in plans), [p.refusals for p in plans]
     out = directory / "generated"
@@ -463,7 +462,7 @@ def test_a_multi_node_script_refuses_a_one_node_launch(tmp_path, tiny_model):
 def render_for_processes(directory: Path, base: Path, processes: int) -> Path:
     path = write_dlm(directory, {"base_model": str(base), "training": FAST}, BODY)
     rules = load_rules()
-    document = load_document(path)
+    document = read_document(path)
     plans = make_plans(document, rules, "cpu", processes)
     out = directory / "generated"
     return write_atomically(out, render_plans(document, plans, rules, out))
