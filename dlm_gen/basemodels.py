@@ -82,6 +82,9 @@ class BaseModel:
     # Why a local base's chat template could not be read or evaluated (its file as the
     # document names it, and the bound it went past); None when it ran or is absent.
     chat_template_problem: str | None = None
+    # Which config fields the shapes were read from, for a base of no known family
+    # ("config.json: hidden_size, ..." or "config.json text_config: ..."); else None.
+    shape_from: str | None = None
 
     def facts(self) -> dict[str, object]:
         return {
@@ -101,6 +104,7 @@ class BaseModel:
             "base.chat_system_default": self.chat_system_default,
             "base.config_from": self.config_from,
             "base.chat_template_problem": self.chat_template_problem,
+            "base.shape_from": self.shape_from,
         }
 
 
@@ -353,6 +357,26 @@ def read_config(directory: Path, limit: int) -> dict:
         raise BaseModelError(file, None, f"not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(config, dict):
         raise BaseModelError(file, None, "expected a JSON object")
+    _check_shape_fields(file, config, "")
+    text_config = config.get("text_config")
+    if text_config is not None:
+        if not isinstance(text_config, dict):
+            raise BaseModelError(file, "text_config", "expected a JSON object")
+        _check_shape_fields(file, text_config, "text_config.")
+    for key in ("model_type",):
+        if key in config and not isinstance(config[key], str):
+            raise BaseModelError(file, key, f"expected a string, got {_short(config[key])}")
+    architectures = config.get("architectures")
+    if architectures is not None and not (
+        isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
+    ):
+        raise BaseModelError(file, "architectures", "expected a list of class names")
+    return config
+
+
+def _check_shape_fields(file: Path, config: dict, prefix: str) -> None:
+    """The shape fields of `config` (the top level, or its text_config) are plausible
+    integers where they are written."""
     for key in (*SHAPE_KEYS, "max_position_embeddings", "num_local_experts"):
         value = config.get(key)
         optional = key in (
@@ -366,19 +390,10 @@ def read_config(directory: Path, limit: int) -> dict:
         if not _is_int(value) or not 1 <= value <= (2**31 if optional else MAX_DIMENSION):
             raise BaseModelError(
                 file,
-                key,
+                prefix + key,
                 f"expected a whole number from 1 to {2**31 if optional else MAX_DIMENSION}, "
                 f"got {_short(value)}",
             )
-    for key in ("model_type",):
-        if key in config and not isinstance(config[key], str):
-            raise BaseModelError(file, key, f"expected a string, got {_short(config[key])}")
-    architectures = config.get("architectures")
-    if architectures is not None and not (
-        isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
-    ):
-        raise BaseModelError(file, "architectures", "expected a list of class names")
-    return config
 
 
 def _short(value: object) -> str:
@@ -500,7 +515,9 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
                 f"its shapes ({_shape_summary(config)}) make {params:.2e} parameters: "
                 f"{_past_parameter_cap(caps)}",
             )
+        shape, shape_from = _shape(config), None
     else:
+        shape, shape_from = shape_of_any_family(config)
         params = safetensors_parameters(directory, caps)
     modules = family["target_modules"] if family else None
     chat_default, chat_problem = _chat_system_default(
@@ -518,22 +535,29 @@ def from_directory(key: str, directory: Path, families: dict, limit: int = 2**20
         target_modules=tuple(modules) if modules else None,
         max_position_embeddings=config.get("max_position_embeddings"),
         decoder_layer=family.get("decoder_layer") if family else None,
-        shape=_shape(config) if family else None,
+        shape=shape,
         chat_system_default=chat_default,
         chat_template_problem=chat_problem,
+        shape_from=shape_from,
     )
 
 
 def _check_layers(file: Path, config: dict, caps: Mapping[str, int]) -> None:
-    """num_hidden_layers within the layer cap: the count every per-layer size multiplies."""
-    layers = config.get("num_hidden_layers")
-    if _is_int(layers) and layers > caps["max_base_layers"]:
-        raise BaseModelError(
-            file,
-            "num_hidden_layers",
-            f"{layers} layers; the limit is {caps['max_base_layers']} "
-            "(rules/limits.yaml max_base_layers)",
-        )
+    """num_hidden_layers within the layer cap: the count every per-layer size multiplies
+    (at the top level and in a text_config, where a multimodal model keeps its decoder's)."""
+    nested = config.get("text_config")
+    for prefix, fields in (
+        ("", config),
+        ("text_config.", nested if isinstance(nested, dict) else {}),
+    ):
+        layers = fields.get("num_hidden_layers")
+        if _is_int(layers) and layers > caps["max_base_layers"]:
+            raise BaseModelError(
+                file,
+                prefix + "num_hidden_layers",
+                f"{layers} layers; the limit is {caps['max_base_layers']} "
+                "(rules/limits.yaml max_base_layers)",
+            )
 
 
 def _shape_summary(config: dict) -> str:
@@ -618,6 +642,20 @@ REQUIRED_SHAPE_KEYS = (
     "num_attention_heads",
     "vocab_size",
 )
+
+
+def shape_of_any_family(config: dict) -> tuple[dict | None, str | None]:
+    """The shapes of a base whose model_type no table knows: the usual fields of a
+    decoder's config.json, at its top level or in its text_config (a multimodal model's
+    language part); and which fields were read, for explain to say."""
+    for where, fields in (("config.json", config), ("config.json text_config", None)):
+        fields = fields if fields is not None else config.get("text_config")
+        if isinstance(fields, dict):
+            shape = _shape(fields)
+            if shape is not None:
+                read = [key for key in SHAPE_KEYS if shape[key] is not None]
+                return shape, f"{where}: {', '.join(read)}"
+    return None, None
 
 
 def _shape(config: dict) -> dict | None:

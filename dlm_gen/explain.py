@@ -72,11 +72,24 @@ def explain_json(plans: list[Plan], document: str, target: str) -> dict[str, obj
     }
 
 
+def _why_no_estimate(plan: Plan) -> str:
+    """What the estimate lacks: the shapes (and which fields were looked for), or the size."""
+    from dlm_gen.basemodels import REQUIRED_SHAPE_KEYS
+
+    if plan.base.shape is None:
+        return (
+            "the base's shape is unknown: its config has no "
+            + ", ".join(REQUIRED_SHAPE_KEYS)
+            + " (at its top level or in text_config)"
+        )
+    return "the base's parameter count is unknown (no safetensors headers to count)"
+
+
 def memory_lines(plan: Plan) -> list[str]:
     """The memory estimate per device, part by part (rules/memory.yaml)."""
     memory = {k.removeprefix("memory."): v for k, v in (plan.memory or {}).items()}
     if memory.get("weights_gb") is None:
-        return ["memory estimate: none (the base's shape is unknown)"]
+        return [f"memory estimate: none ({_why_no_estimate(plan)})"]
     replica = []
     if memory.get("replica_min_total_gb") is not None and (plan.fields.get("processes") or 1) > 1:
         replica = [
@@ -90,8 +103,11 @@ def memory_lines(plan: Plan) -> list[str]:
 
     budget = memory.get("budget_gb")
     checkpointed = plan.fields.get("gradient_checkpointing")
+    read = plan.base.shape_from
     lines = [
-        "memory estimate (per device):",
+        "memory estimate (per device"
+        + (f"; a base of no known family, shapes from {one_line(read)}" if read else "")
+        + "):",
         *replica,
         f"  weights {gb('weights_gb')}, adapter {gb('adapter_gb')}, gradients "
         f"{gb('gradients_gb')}, optimizer state {gb('optimizer_gb')}, overhead "

@@ -34,6 +34,7 @@ BASE_FACTS: dict[str, Domain] = {
     "base.chat_system_default": None,
     "base.config_from": None,
     "base.chat_template_problem": None,
+    "base.shape_from": None,
 }
 TARGET_FACTS: dict[str, Domain] = {
     "target.name": None,

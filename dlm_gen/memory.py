@@ -115,7 +115,7 @@ def estimate(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[s
     """The `memory.*` facts for these facts (all None but the status without a shape)."""
     shape = facts.get("base.shape")
     params = facts.get("base.params")
-    linears = facts.get("base.target_modules")  # the family's attention and MLP linears
+    linears = family_linears(facts, table)
     phase = facts.get("plan.preference_method") is not None
     if not isinstance(shape, Mapping) or not isinstance(params, int) or not linears:
         status = "no-estimate" if phase else "no-phase"
@@ -190,12 +190,7 @@ def replica(facts: Mapping[str, object], table: Mapping[str, object]) -> dict[st
     shape = facts.get("base.shape")
     params = facts.get("base.params")
     memory_gb = facts.get("target.memory_gb")
-    if (
-        not isinstance(shape, Mapping)
-        or not isinstance(params, int)
-        or not facts.get("base.target_modules")
-        or not memory_gb
-    ):
+    if not isinstance(shape, Mapping) or not isinstance(params, int) or not memory_gb:
         return {"memory.replica_status": "no-estimate", "memory.replica_min_total_gb": None}
     unsharded = {**facts, "plan.strategy": "single", "plan.processes": 1}
     breakdown = _breakdown(unsharded, table, shape, params)
@@ -295,7 +290,7 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
     weight_bytes = float(table["weight_bytes"][facts["plan.torch_dtype"]])
     layers = int(shape["num_hidden_layers"])
     modules = module_shapes(shape)
-    linears = _linears(facts, modules)
+    linears = _linears(facts, modules, table)
     linear_params = layers * sum(modules[name][0] * modules[name][1] for name in linears)
     linear_params = min(linear_params, params)
     if facts.get("plan.qlora"):
@@ -309,10 +304,10 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
     # One layer's matrices, times `layers`: closed form, never a list as long as the
     # config says (num_hidden_layers is input; rules/limits.yaml max_base_layers bounds it).
     if facts.get("plan.peft", True):
-        matrices = _adapter_matrices(facts, modules)
+        matrices = _adapter_matrices(facts, modules, table)
         trainable = layers * sum(out * inp for out, inp in matrices)
         if facts.get("plan.use_dora"):
-            extra = layers * sum(modules[n][0] for n in _targets(facts) if n in modules)
+            extra = layers * sum(modules[n][0] for n in _targets(facts, table) if n in modules)
             trainable += extra
         adapter = trainable * float(table["adapter_bytes"])
         gradients = trainable * float(table["adapter_bytes"])
@@ -340,7 +335,7 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
     logits = tokens * int(shape["vocab_size"]) * float(table["logit_bytes_per_vocab"])
     kept = tokens * hidden * 2 * scale * float(table["checkpointed_units_per_layer"])
     if facts.get("plan.use_dora"):
-        outputs = sum(modules[n][0] for n in _targets(facts) if n in modules)
+        outputs = sum(modules[n][0] for n in _targets(facts, table) if n in modules)
         per_layer += tokens * outputs * float(table["dora_bytes_per_output"])
     backend = str(facts.get("target.backend") or "cpu")
     return {
@@ -360,23 +355,31 @@ def _breakdown(facts, table, shape, params: int) -> dict[str, float]:
     }
 
 
-def _linears(facts, modules) -> list[str]:
-    """The base family's attention and MLP linears (architectures.yaml), as shaped here."""
-    return [str(name) for name in facts["base.target_modules"] if name in modules]
+def family_linears(facts, table) -> list[str]:
+    """The base family's attention and MLP linears (architectures.yaml); a base of no
+    known family is priced on the common decoder's (memory.yaml unknown_family_linears)."""
+    return [
+        str(name) for name in facts.get("base.target_modules") or table["unknown_family_linears"]
+    ]
 
 
-def _targets(facts) -> list[str]:
+def _linears(facts, modules, table) -> list[str]:
+    """The family's linears, as shaped here."""
+    return [name for name in family_linears(facts, table) if name in modules]
+
+
+def _targets(facts, table) -> list[str]:
     targets = facts.get("plan.target_modules")
     if targets == "all-linear" or not isinstance(targets, list):
-        return [str(name) for name in facts["base.target_modules"]]
+        return family_linears(facts, table)
     return [str(name) for name in targets]
 
 
-def _adapter_matrices(facts, modules) -> list[tuple[int, int]]:
+def _adapter_matrices(facts, modules, table) -> list[tuple[int, int]]:
     """LoRA's A (r x in) and B (out x r) for every targeted linear of one layer."""
     rank = int(facts["training.lora_r"])
     matrices = []
-    for name in _targets(facts):
+    for name in _targets(facts, table):
         if name in modules:
             out, inp = modules[name]
             matrices += [(rank, inp), (out, rank)]

@@ -67,6 +67,64 @@ def test_safetensors_header_count_for_unknown_families(tmp_path):
     assert from_directory("x", tmp_path, load_rules().architectures).params == 17
 
 
+def unknown_family(tmp_path, config: dict):
+    """A base whose model_type no table knows, with real weights to count."""
+    from safetensors.torch import save_file
+
+    tmp_path.mkdir()
+    save_file({"w": torch.zeros(10, 10)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"model_type": "mystery", **TINY}, "config.json: hidden_size"),
+        ({"model_type": "mystery_vl", "text_config": TINY}, "config.json text_config: hidden_size"),
+    ],
+)
+def test_a_base_of_no_known_family_is_estimated_from_its_usual_fields(tmp_path, cli, config, where):
+    """Issue 20: "memory estimate: none (the base's shape is unknown)" for a config with
+    the usual fields. They are read for any model_type (and from a multimodal model's
+    text_config), and explain says which."""
+    unknown_family(tmp_path / "base", config)
+    base = from_directory("./base", tmp_path / "base", load_rules().architectures)
+    assert base.shape["hidden_size"] == 64 and base.shape["num_hidden_layers"] == 2
+    assert base.shape_from.startswith(where) and "vocab_size" in base.shape_from
+    plan = plan_of(tmp_path, {}, base="./base")
+    assert plan.memory["memory.weights_gb"] is not None
+    code, out, _ = cli("explain", tmp_path / "doc.dlm", "--verbose")
+    assert code == 0 and f"a base of no known family, shapes from {where}" in out
+
+
+def test_a_base_without_the_usual_fields_says_what_it_looked_for(tmp_path, cli):
+    unknown_family(tmp_path / "base", {"model_type": "mamba", "d_model": 64})
+    plan_of(tmp_path, {}, base="./base")
+    code, out, _ = cli("explain", tmp_path / "doc.dlm", "--verbose")
+    assert code == 0
+    assert (
+        "memory estimate: none (the base's shape is unknown: its config has no hidden_size" in out
+    )
+
+
+@pytest.mark.parametrize(
+    ("text_config", "field"),
+    [
+        ([1, 2], "text_config"),
+        ({**TINY, "hidden_size": -4}, "text_config.hidden_size"),
+        ({**TINY, "num_hidden_layers": 16_777_216}, "text_config.num_hidden_layers"),
+        ({**TINY, "vocab_size": "many"}, "text_config.vocab_size"),
+    ],
+)
+def test_a_hostile_text_config_is_refused_at_its_field(tmp_path, cli, text_config, field):
+    unknown_family(tmp_path / "base", {"model_type": "mystery_vl", "text_config": text_config})
+    path = tmp_path / "doc.dlm"
+    path.write_text("---\nbase_model: ./base\n---\nSome prose.\n")
+    code, _, err = cli("explain", path)
+    assert code == 1 and f"config.json: {field}:" in err and "Traceback" not in err
+
+
 def test_local_directory_base_feeds_the_rules(tmp_path):
     model_dir = tmp_path / "tiny"
     transformers.LlamaConfig(**TINY).save_pretrained(model_dir)

@@ -43,12 +43,21 @@ CONFIG_CHANGES = st.dictionaries(
 )
 TINY = json.dumps(TINY_LLAMA_CONFIG).encode()
 UNKNOWN_FAMILY = b'{"model_type": "mamba"}'  # its size comes from the safetensors headers
+# A family no table knows, its decoder's shapes in text_config (read for the estimate).
+SHAPE_FIELDS = {key: TINY_LLAMA_CONFIG[key] for key in SHAPE_KEYS if key in TINY_LLAMA_CONFIG}
 # Half plausible (so the safetensors headers and the templates are reached), half hostile.
 CONFIGS = (
     st.sampled_from([TINY, UNKNOWN_FAMILY])
     | st.builds(
         lambda changes: json.dumps({**TINY_LLAMA_CONFIG, **changes}).encode(), CONFIG_CHANGES
     )
+    | st.builds(
+        lambda changes: json.dumps(
+            {"model_type": "mystery_vl", "text_config": {**SHAPE_FIELDS, **changes}}
+        ).encode(),
+        CONFIG_CHANGES,
+    )
+    | st.sampled_from([b'{"model_type": "x", "text_config": [1]}', b'{"text_config": "x"}'])
     | st.sampled_from([b"[" * 100_000, b"{}", b"\xff", b'{"hidden_size": 1' + b"0" * 5000 + b"}"])
 )
 
