@@ -72,3 +72,9 @@ def test_packing_throughput_runs_and_packing_cuts_padding():
     [line] = [line for line in result.stdout.splitlines() if line.startswith("padding fraction")]
     unpacked, packed = (float(x.rstrip(",")) for x in line.split()[3::2])
     assert packed < unpacked  # the mixed-length corpus pads less once packed
+
+
+def test_train_phases_prints_where_the_time_goes():
+    result = run_bench("train_phases.py", "--runs", "1")
+    for phase in ("whole process", "to the first step", "training loop", "after the last"):
+        assert phase in result.stdout

@@ -129,8 +129,14 @@ def test_lora_trains_and_writes_a_complete_run_json(tmp_path, tiny_model):
     assert len(run_["step_seconds"]) == 12 and run_["mean_step_seconds"] > 0
     assert len(run_["losses"]) == 12
     assert len(run_["rows_sha256"]) == 64
+    # Where the wall time went: every phase measured, and they add up to the record's time.
+    timings = manifest["timings"]
+    assert all(timings[key] > 0 for key in ("to_first_step", "loop", "after_last_step"))
+    parts = timings["to_first_step"] + timings["loop"] + timings["after_last_step"]
+    assert parts == pytest.approx(timings["total"])
+    assert 0 < run_["step_marks"]["first_step"] < run_["step_marks"]["last_step_end"]
     # No instruction row is longer than sequence_len: nothing was cut (trainer-truncation-*).
-    assert run_["truncation"] == {"rows_cut": 0, "tokens_lost": 0, "instruction_rows": 4}
+    assert run_["truncation"] == {"rows_cut": 0, "tokens_lost": 0, "instruction_rows": 3}
 
 
 def test_lm_head_in_target_modules_trains_in_full(tmp_path, tiny_model):

@@ -129,16 +129,55 @@ def step_timer():
             self.seconds: list[float] = []
             self.learning_rates: list[float] = []
             self._started = 0.0
+            self.first_step_at: float | None = None  # perf_counter when step 1 began
+            self.last_step_end_at: float | None = None
 
         def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
             self._started = time.perf_counter()
+            if self.first_step_at is None:
+                self.first_step_at = self._started
             if optimizer is not None and optimizer.param_groups:
                 self.learning_rates.append(float(optimizer.param_groups[0]["lr"]))
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.seconds.append(time.perf_counter() - self._started)
+            self.last_step_end_at = time.perf_counter()
+            self.seconds.append(self.last_step_end_at - self._started)
 
     return StepTimer()
+
+
+def step_marks(started: float, timers: list) -> dict:
+    """When, in seconds since the script started, an adapter's first optimizer step began
+    and its last one ended (over its phases); None where no step ran."""
+    firsts = [t.first_step_at for t in timers if t and t.first_step_at is not None]
+    lasts = [t.last_step_end_at for t in timers if t and t.last_step_end_at is not None]
+    return {
+        "first_step": min(firsts) - started if firsts else None,
+        "last_step_end": max(lasts) - started if lasts else None,
+    }
+
+
+def phase_seconds(runs: list[dict], total: float) -> dict:
+    """Where the run's wall time went: from the script's start to its first optimizer step
+    (imports, tokenizing, loading, the answers before), the training loop (every phase's
+    steps), and from the last step to the record (evaluation, the answers after, the
+    divergence, saving)."""
+    firsts = [
+        r["step_marks"]["first_step"] for r in runs if r["step_marks"]["first_step"] is not None
+    ]
+    lasts = [
+        r["step_marks"]["last_step_end"]
+        for r in runs
+        if r["step_marks"]["last_step_end"] is not None
+    ]
+    if not firsts or not lasts:
+        return {"to_first_step": None, "loop": None, "after_last_step": None, "total": total}
+    return {
+        "to_first_step": min(firsts),
+        "loop": max(lasts) - min(firsts),
+        "after_last_step": total - max(lasts),
+        "total": total,
+    }
 
 
 def peak_memory_bytes(plan: dict) -> int:

@@ -43,6 +43,7 @@ class PreferenceResult:
 
     record: dict
     trainer: object
+    timer: object  # the phase's step timer
 
 
 def train_preference(
@@ -142,7 +143,7 @@ def train_preference(
         # The policy's own log-probability of chosen minus rejected (summed over tokens).
         "logp_margin": {"before": logp_margin(before), "after": logp_margin(after)},
     }
-    return PreferenceResult(record, trainer)
+    return PreferenceResult(record, trainer, timer)
 
 
 def preference_trainer_class(plan: dict) -> type:

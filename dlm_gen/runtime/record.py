@@ -8,6 +8,7 @@ import json
 import platform
 import shlex
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from dlm_gen.runtime.measure import (
     TRAINER_ARGS_RECORDED,
     describe_optimizer,
     peak_memory_bytes,
+    phase_seconds,
+    step_marks,
 )
 from dlm_gen.runtime.preflight import installed_versions, launch_count, requirement_names
 from dlm_gen.runtime.rows import rows_digest
@@ -104,6 +107,10 @@ def adapter_record(
         "torch_threads": torch.get_num_threads(),
         "preference": preference.record if preference else None,
         "samples": measured.samples,
+        # Seconds since the script started: the first step's start, the last step's end.
+        "step_marks": step_marks(
+            script.started, [sft.timer if sft else None, preference.timer if preference else None]
+        ),
     }
 
 
@@ -140,6 +147,8 @@ def write_run_record(script: Script, runs: list[dict], args: argparse.Namespace)
         "adapters": runs,
         "versions": versions(script),
         "report_to": args.report_to,
+        # Where the wall time went, up to this record (the README's phases).
+        "timings": phase_seconds(runs, time.perf_counter() - script.started),
     }
     path = args.output_dir / "run.json"
     try:

@@ -8,7 +8,8 @@ run inside a script and under the tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # The environment variable a local base's relative path may start from (--base-dir).
@@ -33,6 +34,8 @@ class Script:
     adapters: list[dict]  # {"name", "reason", "plan"}: each plan whole (adapter_plans)
     rows: list[dict]
     sources: list[dict]  # the files training.sources read, with their digests
+    # When the script started (perf_counter), for run.json's phase timings.
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def plan(self) -> dict:
