@@ -177,10 +177,30 @@ def galore_optim_args(plan: dict) -> str | None:
 
 
 def trainer_class(plan: dict):
-    """SFTTrainer, with the planned LR schedule run one step ahead where the plan says."""
+    """SFTTrainer, with the loss the plan chose (trainer-sft-loss-*) and the planned LR
+    schedule run one step ahead where the plan says."""
     from trl import SFTTrainer
 
+    if plan["sft_loss"] == "full_logits":
+        return with_planned_schedule(with_full_logits_loss(SFTTrainer), plan)
     return with_planned_schedule(SFTTrainer, plan)
+
+
+def with_full_logits_loss(trainer: type) -> type:
+    """The trainer class computing the loss as transformers' Trainer does: the model's own
+    cross-entropy over full logits, instead of TRL's tiled LM head with its entropy and
+    token-accuracy metrics (slower on a CPU: trainer-sft-loss-cpu). The same loss: the
+    sum over the labelled tokens divided by their count. No cache, as TRL passes it: a
+    cache would let packed samples attend to each other (packing-*)."""
+    from transformers import Trainer
+
+    class FullLogitsLoss(trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = {**inputs, "use_cache": False}
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    FullLogitsLoss.__name__ = f"{trainer.__name__}FullLogitsLoss"
+    return FullLogitsLoss
 
 
 def with_planned_schedule(trainer: type, plan: dict) -> type:
