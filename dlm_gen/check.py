@@ -67,33 +67,23 @@ def _compare_sbatch(
     return _compare_file(path, rendered.sbatch, file, hint)
 
 
-def _compare_file(path: Path, expected: str, file: str, hint: str) -> list[Problem]:
-    """An existing file against the text `file` renders today: none, or the one problem."""
+def _compare_file(
+    path: Path, expected: str, file: str, hint: str, locate: bool = False
+) -> list[Problem]:
+    """An existing file against the text `file` renders today: none, or the one problem
+    (with `locate`, the line of the first edit and the part of the script it is in)."""
     try:
         on_disk = read_bounded(path, limits()["max_script_bytes"])
     except InputFileError as exc:
         return [Problem(str(path), None, None, f"cannot be checked: {exc}")]
     if on_disk == expected.encode("utf-8"):
         return []
-    return [
-        Problem(str(path), None, None, f"hand-edited: differs from what {file} renders; {hint}")
-    ]
-
-
-def _compare_script(path: Path, expected: str, file: str, hint: str) -> list[Problem]:
-    """The script for today's hash against its text: none, or where it was edited."""
-    try:
-        on_disk = read_bounded(path, limits()["max_script_bytes"])
-    except InputFileError as exc:
-        return [Problem(str(path), None, None, f"cannot be checked: {exc}")]
-    if on_disk == expected.encode("utf-8"):
-        return []
-    line, where = first_edit(expected, on_disk.decode("utf-8", "replace"))
-    return [
-        Problem(
-            str(path), line, None, f"hand-edited {where}: differs from what {file} renders; {hint}"
-        )
-    ]
+    line, where = None, ""
+    if locate:
+        line, where = first_edit(expected, on_disk.decode("utf-8", "replace"))
+        where = f" {where}"
+    message = f"hand-edited{where}: differs from what {file} renders; {hint}"
+    return [Problem(str(path), line, None, message)]
 
 
 def first_edit(expected: str, on_disk: str) -> tuple[int, str]:
@@ -125,7 +115,7 @@ def _compare_with_disk(file: str, out: Path, rendered: Rendered, target_name: st
     path = out / rendered.name
     render_hint = f"run `dlm-gen render {file} --target {target_name}`"
     if path.exists():
-        return _compare_script(path, rendered.text, file, render_hint)
+        return _compare_file(path, rendered.text, file, render_hint, locate=True)
     header = parse_header(rendered.text, path)
     older = scripts_of(out, header.document) if header else []
     target = header.target if header else target_name
